@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh clone:  `make run`  and  `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Telemetry off, project-local state (see STACK.md).
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
+# Local mirror of the raw data (no internet here); unset it to download.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
+
+.PHONY: setup run test test-fast bench clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned in the same install as everything else (STACK.md)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+# The main job: data (dvc repro) -> BYOL/TFRNN pretraining -> evaluation.
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/trls pretrain
+	$(BIN)/trls evaluate
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/bench_spectrogram.py
+	$(BIN)/python bench/bench_encoder.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,74 @@
+"""Metrics against hand-computed values; aggregation over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trls_core.errors import DataError
+from trls_core.metrics import aggregate, aggregate_runs, classification_metrics
+
+# true:  0 0 0 1 1 2
+# pred:  0 0 1 1 1 0
+Y_TRUE = [0, 0, 0, 1, 1, 2]
+Y_PRED = [0, 0, 1, 1, 1, 0]
+NAMES = ["a", "b", "c"]
+
+
+def test_classification_metrics_hand_computed() -> None:
+    m = classification_metrics(Y_TRUE, Y_PRED, NAMES)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    # per class: a P=R=F1=2/3; b P=2/3 R=1 F1=0.8; c never predicted -> 0
+    assert m["per_class"]["a"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert m["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert m["per_class"]["c"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0.0) / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    # po = 4/6, pe = (3*3 + 2*3 + 1*0) / 36 = 15/36 -> kappa = 3/7
+    assert m["cohen_kappa"] == pytest.approx(3 / 7)
+    assert m["n"] == 6
+
+
+def test_classification_metrics_reports_absent_class_with_fixed_shape() -> None:
+    m = classification_metrics([0, 1, 0, 1], [0, 1, 1, 1], ["x", "y", "z"])
+    assert np.asarray(m["confusion_matrix"]).shape == (3, 3)
+    assert m["per_class"]["z"]["support"] == 0
+    # macro-F1 is averaged over present classes only, not dragged down by absent "z"
+    f1_x, f1_y = 2 / 3, 0.8
+    assert m["macro_f1"] == pytest.approx((f1_x + f1_y) / 2)
+
+
+def test_single_class_perfect_agreement_has_finite_kappa() -> None:
+    m = classification_metrics([1, 1, 1], [1, 1, 1], ["n", "s"])
+    assert m["accuracy"] == 1.0 and math.isfinite(m["cohen_kappa"]) and m["cohen_kappa"] == 1.0
+
+
+def test_classification_metrics_rejects_bad_labels() -> None:
+    with pytest.raises(DataError, match="labels must lie"):
+        classification_metrics([0, 3], [0, 1], ["a", "b"])
+    with pytest.raises(DataError, match="y_pred has"):
+        classification_metrics([0, 1], [0], ["a", "b"])
+
+
+def test_aggregate_sample_std() -> None:
+    a = aggregate([1.0, 2.0, 3.0, 4.0])
+    assert a["mean"] == pytest.approx(2.5)
+    assert a["std"] == pytest.approx(math.sqrt(5 / 3))  # ddof=1
+    assert (a["min"], a["max"], a["n"], a["values"]) == (1.0, 4.0, 4, [1.0, 2.0, 3.0, 4.0])
+    single = aggregate([0.7])
+    assert single["std"] == 0.0 and single["mean"] == pytest.approx(0.7)
+    with pytest.raises(DataError):
+        aggregate([])
+
+
+def test_aggregate_runs_keys_and_missing_metric() -> None:
+    runs = [{"accuracy": 0.9, "macro_f1": 0.8}, {"accuracy": 0.7, "macro_f1": 0.6}]
+    out = aggregate_runs(runs, keys=("accuracy", "macro_f1"))
+    assert set(out) == {"accuracy", "macro_f1"}
+    assert out["accuracy"]["mean"] == pytest.approx(0.8)
+    assert out["macro_f1"]["std"] == pytest.approx(math.sqrt(0.02))
+    with pytest.raises(DataError, match="cohen_kappa"):
+        aggregate_runs(runs)

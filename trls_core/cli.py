@@ -1,0 +1,128 @@
+"""The `trls` command.
+
+Thin: parse options, load params, call a stage function, turn user errors
+into one clear line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from trls_core.errors import TrlsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="TRLS: spectrogram BYOL + TFRNN for EEG/ECG.")
+data_app = typer.Typer(no_args_is_help=True, help="Data stages (what `dvc repro` runs).")
+app.add_typer(data_app, name="data")
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read")
+ProfileOpt = typer.Option(None, "--profile", help="profile to merge (default: TRLS_PROFILE or params.yaml `profile`)")
+RootOpt = typer.Option(Path("."), "--root", help="project root holding data/, models/, reports/")
+
+
+def _guard(fn: Callable[[], object]) -> object:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return fn()
+    except TrlsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def params(params: Path = ParamsOpt, profile: Optional[str] = ProfileOpt) -> None:
+    """Print the resolved parameters (profile merged) as JSON."""
+    from trls_core.config import load_params
+
+    p = _guard(lambda: load_params(params, profile))
+    typer.echo(json.dumps(p.model_dump(), indent=2))  # type: ignore[union-attr]
+
+
+@app.command()
+def pretrain(
+    params: Path = ParamsOpt,
+    profile: Optional[str] = ProfileOpt,
+    root: Path = RootOpt,
+    seed: Optional[list[int]] = typer.Option(None, "--seed", help="override pretrain.seeds (repeatable)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="override pretrain.epochs"),
+) -> None:
+    """BYOL pretraining of the encoder on the train split's spectrograms (resumes from checkpoints)."""
+    from trls_core.config import load_params
+    from trls_core.stages.pretrain import pretrain_all
+
+    def go() -> None:
+        p = load_params(params, profile)
+        upd = {}
+        if seed:
+            upd["seeds"] = list(seed)
+        if epochs:
+            upd["epochs"] = epochs
+        if upd:
+            p = p.model_copy(update={"pretrain": p.pretrain.model_copy(update=upd)})
+        for path in pretrain_all(root, p):
+            typer.echo(f"encoder: {path}")
+
+    _guard(go)
+
+
+@app.command()
+def evaluate(
+    params: Path = ParamsOpt,
+    profile: Optional[str] = ProfileOpt,
+    root: Path = RootOpt,
+    task: Optional[str] = typer.Option(None, "--task", help="override evaluate.task (binary | five_set)"),
+) -> None:
+    """Linear probe, label-fraction fine-tuning and controls -> reports/<dataset>/."""
+    from trls_core.config import load_params
+    from trls_core.stages.evaluate import evaluate_all
+
+    def go() -> None:
+        p = load_params(params, profile)
+        if task:
+            p = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"task": task})})
+        out = evaluate_all(root, p)
+        typer.echo(f"reports: {out}")
+
+    _guard(go)
+
+
+def _stage(name: str, dataset: str, params: Path, root: Path) -> None:
+    from trls_core.config import load_params
+
+    def go() -> None:
+        import importlib
+
+        module = importlib.import_module(f"trls_core.stages.{name}")
+        fn = {"fetch": "fetch", "parquet": "build_parquet", "spectrogram": "build_spectrograms"}[name]
+        p = load_params(params)
+        p.dataset(dataset)
+        getattr(module, fn)(root, dataset, p)
+
+    _guard(go)
+
+
+@data_app.command("fetch")
+def data_fetch(dataset: str, params: Path = ParamsOpt, root: Path = RootOpt) -> None:
+    """Fetch raw files (official URL or TRLS_DATA_MIRROR) into data/raw/DATASET."""
+    _stage("fetch", dataset, params, root)
+
+
+@data_app.command("parquet")
+def data_parquet(dataset: str, params: Path = ParamsOpt, root: Path = RootOpt) -> None:
+    """Raw files -> data/parquet/DATASET/windows.parquet."""
+    _stage("parquet", dataset, params, root)
+
+
+@data_app.command("spectrogram")
+def data_spectrogram(dataset: str, params: Path = ParamsOpt, root: Path = RootOpt) -> None:
+    """Parquet -> data/spectrograms/DATASET/{train,val,test}.safetensors."""
+    _stage("spectrogram", dataset, params, root)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

@@ -1,0 +1,274 @@
+"""Typed parameters: params.yaml validated by pydantic.
+
+params.yaml is the one source of settings. Each stage reads one section and
+DVC declares exactly that section, so a change reruns only what it affects.
+Every model forbids unknown keys: a typo fails loudly with the dotted key
+name instead of silently falling back to a default.
+
+Profiles (``profiles.<name>`` in params.yaml) are deep-merged over the base
+sections; ``small`` (the default, a 2-core CPU budget) and ``paper`` (GPU
+sizes) ship with the project. Selection order: explicit argument, then the
+``TRLS_PROFILE`` environment variable, then the top-level ``profile`` key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trls_core.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- data stages
+class FetchParams(_Strict):
+    """Where raw files come from. ``mirror`` is a folder holding ``bonn-eeg/`` etc.
+
+    The environment variable ``TRLS_DATA_MIRROR`` overrides it, so a machine
+    without internet can point at a local copy without editing params.
+    """
+
+    mirror: str | None = None
+    retries: int = Field(3, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class ParquetParams(_Strict):
+    window: int = Field(178, gt=0)
+    stride: int | None = Field(None, gt=0)
+    protocol: Literal["random", "grouped"] = "random"
+    val_frac: float = Field(0.16, gt=0, lt=1)
+    test_frac: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+
+
+class SpectrogramParams(_Strict):
+    n_fft: int = Field(32, gt=1)
+    hop: int = Field(4, gt=0)
+    win_length: int | None = None
+    window: Literal["hann", "hamming", "blackman", "rect"] = "hann"
+    center: bool = True
+    log_eps: float = Field(1e-3, gt=0)
+    fmax_bin: int | None = Field(None, gt=0)
+    normalisation: Literal["train_per_freq", "train_global", "per_window", "none"] = "train_per_freq"
+    dtype: Literal["float32", "float16"] = "float32"
+
+
+class DatasetParams(_Strict):
+    """Per-dataset data-stage settings (one section per dataset in params.yaml)."""
+
+    fetch: FetchParams = FetchParams()
+    parquet: ParquetParams = ParquetParams()
+    spectrogram: SpectrogramParams = SpectrogramParams()
+
+
+# ------------------------------------------------------------------ training
+class TFRNNParams(_Strict):
+    dim: int = Field(32, gt=0)
+    depth: int = Field(3, gt=0)
+    rep_dim: int = Field(128, gt=0)
+    rnn: Literal["gru", "lstm"] = "gru"
+    bidirectional: bool = True
+    multiscale: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+    rnn_hidden: int | None = Field(None, gt=0)  # None = dim (2D->D projection when bidirectional)
+    stem_stride: tuple[int, int] = (1, 1)        # (F, T) stride of the stem conv
+
+
+class CNNParams(_Strict):
+    width: int = Field(32, gt=0)
+    depth: int = Field(3, gt=0)
+    rep_dim: int = Field(128, gt=0)
+
+
+class HeadParams(_Strict):
+    proj_hidden: int = Field(256, gt=0)
+    proj_dim: int = Field(64, gt=0)
+    pred_hidden: int = Field(256, gt=0)
+
+
+class ModelParams(_Strict):
+    encoder: Literal["tfrnn", "cnn"] = "tfrnn"
+    tfrnn: TFRNNParams = TFRNNParams()
+    cnn: CNNParams = CNNParams()
+    heads: HeadParams = HeadParams()
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``trls_core.models.build_encoder``."""
+        return (self.tfrnn if self.encoder == "tfrnn" else self.cnn).model_dump()
+
+
+class AugmentOp(BaseModel):
+    """One augmentation op; op-specific keys are checked by ``augment.build_view``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    p: float = Field(1.0, ge=0, le=1)
+
+
+class AugmentParams(_Strict):
+    view_a: list[AugmentOp]
+    view_b: list[AugmentOp]
+
+    def as_dicts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return ([op.model_dump() for op in self.view_a], [op.model_dump() for op in self.view_b])
+
+
+class PretrainParams(_Strict):
+    dataset: str = "epilepsy"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    epochs: int = Field(20, gt=0)
+    batch_size: int = Field(128, gt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    tau_base: float = Field(0.99, gt=0, le=1)
+    subset_fraction: float = Field(1.0, gt=0, le=1)
+    device: str = "auto"
+    threads: int | None = Field(None, gt=0)
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_empty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one seed is required")
+        return v
+
+
+class FinetuneParams(_Strict):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(128, gt=1)
+    lr: float = Field(1e-3, gt=0)
+    encoder_lr: float | None = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(5, gt=0)
+    class_weight: bool = False
+    max_steps_per_epoch: int | None = Field(None, gt=0)  # CPU budget: bounded rounds, not full passes
+
+
+class EvaluateParams(_Strict):
+    dataset: str = "epilepsy"
+    task: str = "binary"
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    fractions: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])
+    c_grid: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    finetune: FinetuneParams = FinetuneParams()
+    tsne_points: int = Field(2000, gt=10)
+    device: str = "auto"
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not 0 < f <= 1:
+                raise ValueError(f"label fraction {f} is outside (0, 1]")
+        return v
+
+
+class Params(_Strict):
+    """The whole params.yaml after the profile has been merged in."""
+
+    profile: str = "small"
+    datasets: list[str]
+    epilepsy: DatasetParams = DatasetParams()
+    model: ModelParams = ModelParams()
+    augment: AugmentParams
+    pretrain: PretrainParams = PretrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    def dataset(self, name: str) -> DatasetParams:
+        """The data-stage section of ``name``; unknown names fail with the known ones."""
+        section = getattr(self, name, None) if name in KNOWN_DATASETS else None
+        if not isinstance(section, DatasetParams):
+            raise ConfigError(
+                f"unknown dataset {name!r}: known datasets are {sorted(KNOWN_DATASETS)}"
+            )
+        return section
+
+
+KNOWN_DATASETS = frozenset({"epilepsy"})
+
+
+# ------------------------------------------------------------------- loading
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (lists are replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "missing" and e["type"] != "extra_forbidden" else ""))
+    return "\n".join(lines)
+
+
+def read_raw_params(path: str | os.PathLike[str] = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read params.yaml as a plain dict, with a clear error for a missing/bad file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"params file not found: {p.resolve()}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return raw
+
+
+def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str = "params.yaml") -> Params:
+    """Merge the chosen profile over the base sections and validate."""
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    name = profile or os.environ.get("TRLS_PROFILE") or raw.get("profile", "small")
+    if name not in profiles:
+        raise ConfigError(f"{source}: unknown profile {name!r} (profiles: {sorted(profiles)})")
+    merged = deep_merge(raw, profiles[name] or {})
+    merged["profile"] = name
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, f"{source} (profile {name!r})")) from None
+
+
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | None = None) -> Params:
+    """Load and validate params.yaml (profile merged in)."""
+    return resolve_params(read_raw_params(path), profile=profile, source=str(path))
+
+
+def data_mirror(fetch: FetchParams) -> Path | None:
+    """The local mirror folder: ``TRLS_DATA_MIRROR`` wins over params."""
+    value = os.environ.get("TRLS_DATA_MIRROR") or fetch.mirror
+    return Path(value).expanduser() if value else None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys (for run parameters and reports)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,58 @@
+"""Loading the spectrogram stage's outputs (safetensors + meta.json, no pickle)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from trls_core.errors import ConfigError, DataError
+
+
+@dataclass
+class SplitTensors:
+    x: torch.Tensor  # (N, C, F, T) float32
+    y: torch.Tensor  # (N,) int64 labels of the chosen task
+
+
+def load_meta(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro` to build the spectrograms first")
+    return json.loads(path.read_text())
+
+
+def task_info(meta: dict[str, Any], task: str) -> dict[str, Any]:
+    """Key and class names of ``task``; an unknown task lists the known ones."""
+    tasks = meta.get("tasks", {})
+    if task not in tasks:
+        raise ConfigError(f"evaluate.task: unknown task {task!r} for dataset {meta.get('dataset')!r}; known: {sorted(tasks)}")
+    return tasks[task]
+
+
+def load_split(directory: Path, split: str, task: str | None = None) -> SplitTensors:
+    """Load one split; labels from ``task`` (default: the ``y`` column)."""
+    path = Path(directory) / f"{split}.safetensors"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro` to build the spectrograms first")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable safetensors file ({exc})") from exc
+    key = "y" if task is None else task_info(load_meta(directory), task)["key"]
+    for field in ("x", key):
+        if field not in tensors:
+            raise DataError(f"{path}: field {field!r} is missing")
+    return SplitTensors(x=tensors["x"].float(), y=tensors[key].long())
+
+
+def load_normaliser(directory: Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / "normaliser.safetensors"
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    return load_file(str(path))

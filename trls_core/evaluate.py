@@ -1,0 +1,637 @@
+"""Downstream evaluation: linear probe, label-fraction fine-tuning, the protocol.
+
+Pure functions on tensors/arrays: no MLflow, no Prefect, no file I/O. The
+caller (a stage or a flow) passes data in, gets plain dicts back (JSON-able
+except where a docstring says otherwise) and logs them wherever it likes
+through the optional callbacks.
+
+Model selection only ever looks at the *validation* split (the C of the
+linear probe, the best fine-tuning epoch); the test split is touched once,
+at the end, to report. That is what makes the numbers comparable with
+published ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from trls_core.errors import DataError
+from trls_core.metrics import DEFAULT_KEYS, aggregate_runs, classification_metrics
+
+#: Fractions of the labelled training set of DESIGN.md §1.5.
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0)
+
+
+def fraction_key(fraction: float) -> str:
+    """The results key of a label fraction: ``str(float(f))`` -> "0.01", "0.1", "1.0".
+
+    One function so that writers and readers (reports, plots, the lead's
+    flows) agree on the spelling.
+    """
+    return str(float(fraction))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _to_numpy_labels(y: torch.Tensor | np.ndarray | Sequence[int], name: str) -> np.ndarray:
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim != 1:
+        raise DataError(f"{name}: labels must be 1-D, got shape {tuple(arr.shape)}")
+    return arr.astype(np.int64)
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim < 2:
+        raise DataError(f"{name}: expected a batch (N, ...), got shape {tuple(t.shape)}")
+    return t
+
+
+def _check_pair(x: Any, y: Any, name: str) -> None:
+    if len(x) != len(y):
+        raise DataError(f"{name}: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{name}: empty split")
+
+
+def _strip_arrays(d: dict[str, Any]) -> dict[str, Any]:
+    """Drop numpy arrays (predictions) so the dict is JSON-serialisable."""
+    return {k: v for k, v in d.items() if not isinstance(v, np.ndarray)}
+
+
+# --------------------------------------------------------------------------- embed
+
+
+@torch.no_grad()
+def embed(
+    encoder: nn.Module,
+    x: torch.Tensor | np.ndarray,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Frozen representations (N, R) of ``x`` (N, ...) as float32 numpy.
+
+    Runs in eval mode (no dropout, BatchNorm running stats) and restores the
+    module's previous train/eval mode afterwards, so probing an encoder in
+    the middle of pretraining does not silently switch it to eval.
+    Inputs stay on the CPU and move to ``device`` batch by batch, so a whole
+    split never has to fit in accelerator memory.
+    """
+    x = _as_tensor(x, "embed")
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = []
+        for i in range(0, len(x), max(1, int(batch_size))):
+            xb = x[i : i + batch_size].to(device=device, dtype=torch.float32, non_blocking=True)
+            z = encoder(xb)
+            if z.ndim != 2:
+                raise DataError(f"embed: encoder must return (B, R), got shape {tuple(z.shape)}")
+            out.append(z.float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    finally:
+        encoder.train(was_training)
+
+
+# --------------------------------------------------------------------------- linear probe
+
+
+def _logreg_path(z: np.ndarray, y: np.ndarray, grid: Sequence[float], seed: int, max_iter: int):
+    """Yield ``(C, fitted classifier)`` for ascending C, each fit warm-started from the previous one.
+
+    Warm starting along the regularisation path (strong -> weak) roughly
+    halves the lbfgs iterations of the larger Cs. Each yielded classifier is
+    a copy, so callers may keep it.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    # lbfgs fits the multinomial (softmax) model for >2 classes in sklearn >= 1.5;
+    # `multi_class` was removed, so it is not passed.
+    clf = LogisticRegression(solver="lbfgs", max_iter=int(max_iter), random_state=seed, warm_start=True)
+    for c in sorted(float(v) for v in grid):
+        clf.set_params(C=c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported via n_iter instead
+            clf.fit(z, y)
+        yield c, copy.deepcopy(clf)
+
+
+def _holdout_split(y: np.ndarray, seed: int, frac: float = 0.2) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stratified (train, val) indices carved from the training set, or None if too small."""
+    rng = np.random.default_rng(seed)
+    tr, va = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if len(idx) < 2:
+            return None
+        k = max(1, int(round(frac * len(idx))))
+        va.append(idx[:k])
+        tr.append(idx[k:])
+    return np.concatenate(tr), np.concatenate(va)
+
+
+def linear_probe(
+    z_train: np.ndarray,
+    y_train: np.ndarray | torch.Tensor,
+    z_eval: np.ndarray,
+    y_eval: np.ndarray | torch.Tensor,
+    class_names: Sequence[str],
+    seed: int = 0,
+    c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+    z_val: np.ndarray | None = None,
+    y_val: np.ndarray | torch.Tensor | None = None,
+    max_iter: int = 2000,
+    blas_threads: int | None = 1,
+) -> dict[str, Any]:
+    """Standardise + multinomial logistic regression on frozen features.
+
+    C is chosen by validation macro-F1 on ``(z_val, y_val)`` (ties -> the
+    smaller C); the model fitted on the whole training set with that C is
+    the one scored. Without a validation split a stratified 20 % of the
+    *training* set is held out for the choice and the chosen C is then
+    refitted on the whole training set (the grid value closest to 1 is used
+    when a class has a single sample). The eval/test labels are used only
+    to score the final model, never for the choice.
+
+    Works on any features, e.g. flattened spectrogram pixels for the
+    ``spectrogram_linear`` control (``x.reshape(N, -1)``).
+
+    ``blas_threads`` caps BLAS threads during the fits (``None`` = library
+    default). Measured on Epilepsy 5-class pixels (7,360 × 759) on the
+    shared 2-core machine under load: one lbfgs fit took 55 s with default
+    threads and 4.6 s with one thread (spinning BLAS threads fight each
+    other and other processes); raise it on a dedicated many-core machine.
+
+    Returns the metrics of :func:`classification_metrics` on the eval split
+    plus ``C``, ``c_scores`` (validation macro-F1 per C, keys ``str(C)``),
+    ``n_iter``, ``n_features``, ``n_train``, ``fit_seconds`` and ``y_pred``
+    (numpy; strip it before JSON).
+    """
+    from threadpoolctl import threadpool_limits
+
+    if not c_grid:
+        raise DataError("linear_probe: c_grid is empty")
+    z_train = np.asarray(z_train).reshape(len(z_train), -1)
+    z_eval = np.asarray(z_eval).reshape(len(z_eval), -1)
+    y_train = _to_numpy_labels(y_train, "linear_probe y_train")
+    y_eval = _to_numpy_labels(y_eval, "linear_probe y_eval")
+    _check_pair(z_train, y_train, "linear_probe train")
+    _check_pair(z_eval, y_eval, "linear_probe eval")
+    if z_train.shape[1] != z_eval.shape[1]:
+        raise DataError(
+            f"linear_probe: train has {z_train.shape[1]} features, eval has {z_eval.shape[1]}"
+        )
+    if len(np.unique(y_train)) < 2:
+        raise DataError("linear_probe: the training split holds a single class")
+    if z_val is not None and y_val is not None:
+        z_val = np.asarray(z_val).reshape(len(z_val), -1)
+        y_val = _to_numpy_labels(y_val, "linear_probe y_val")
+        _check_pair(z_val, y_val, "linear_probe val")
+        if z_val.shape[1] != z_train.shape[1]:
+            raise DataError(f"linear_probe: train has {z_train.shape[1]} features, val has {z_val.shape[1]}")
+    else:
+        z_val = y_val = None
+
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=blas_threads):
+        clf, scaler, best_c, c_scores = _select_and_fit(
+            z_train, y_train, z_val, y_val, class_names, seed, [float(c) for c in c_grid], max_iter
+        )
+        y_pred = clf.predict(scaler.transform(z_eval)).astype(np.int64)
+    out = classification_metrics(y_eval, y_pred, class_names)
+    out.update(
+        {
+            "C": best_c,
+            "c_scores": c_scores,
+            "n_iter": int(np.max(clf.n_iter_)),
+            "n_features": int(z_train.shape[1]),
+            "n_train": int(len(y_train)),
+            "fit_seconds": float(time.perf_counter() - t0),
+            "y_pred": y_pred,
+        }
+    )
+    return out
+
+
+def _select_and_fit(z_train, y_train, z_val, y_val, class_names, seed, grid, max_iter):  # type: ignore[no-untyped-def]
+    """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection macro-F1})."""
+    from sklearn.preprocessing import StandardScaler
+
+    def best_on(a, ya, b, yb):  # type: ignore[no-untyped-def]
+        scores: dict[str, float] = {}
+        best = (-1.0, None, None)
+        for c, clf in _logreg_path(a, ya, grid, seed, max_iter):
+            scores[str(c)] = classification_metrics(yb, clf.predict(b), class_names)["macro_f1"]
+            if scores[str(c)] > best[0]:  # strict: ties keep the smaller C
+                best = (scores[str(c)], c, clf)
+        return best[1], best[2], scores
+
+    scaler = StandardScaler().fit(z_train)
+    a = scaler.transform(z_train)
+    if z_val is not None:
+        # selection fits already use all of z_train: the chosen fit is the final model
+        best_c, clf, scores = best_on(a, y_train, scaler.transform(z_val), y_val)
+        return clf, scaler, best_c, scores
+    scores = {}
+    split = _holdout_split(y_train, seed) if len(grid) > 1 else None
+    if split is not None and len(np.unique(y_train[split[0]])) > 1:
+        tr, va = split
+        sub_scaler = StandardScaler().fit(z_train[tr])
+        best_c, _, scores = best_on(
+            sub_scaler.transform(z_train[tr]), y_train[tr], sub_scaler.transform(z_train[va]), y_train[va]
+        )
+    else:
+        best_c = min(grid, key=lambda c: abs(math.log10(c)))
+    _, clf = next(_logreg_path(a, y_train, [best_c], seed, max_iter))
+    return clf, scaler, best_c, scores
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+class _Classifier(nn.Module):
+    """Encoder + linear head; a named module so the state dict keys are stable."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device) -> np.ndarray:
+    model.eval()
+    preds = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device=device, dtype=torch.float32)
+        preds.append(model(xb).argmax(dim=1).cpu())
+    return torch.cat(preds).numpy().astype(np.int64)
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's "balanced"); absent classes get weight 0."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = np.zeros(n_classes)
+    present = counts > 0
+    w[present] = len(y) / (present.sum() * counts[present])
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def finetune(
+    encoder: nn.Module,
+    n_classes: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor | np.ndarray,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor | np.ndarray,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor | np.ndarray,
+    class_names: Sequence[str],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    encoder_lr: float | None,
+    weight_decay: float,
+    seed: int,
+    device: str | torch.device = "cpu",
+    augment: nn.Module | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    class_weight: bool = False,
+    patience: int | None = None,
+    min_steps_per_epoch: int = 4,
+    eval_batch_size: int = 512,
+    return_model: bool = False,
+    max_steps_per_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Fine-tune a *copy* of ``encoder`` plus a linear head; report the best-validation epoch on test.
+
+    - The encoder is deep-copied: the caller's pretrained weights are never
+      modified, so one pretrained encoder serves every fraction and seed.
+    - AdamW with two parameter groups: head at ``lr``, encoder at
+      ``encoder_lr`` (``None`` = ``lr``; ``0`` freezes the encoder's weights
+      while BatchNorm/dropout still run in train mode).
+    - Tiny labelled subsets (1 % of 7,360 = 74 windows) still train: the
+      batch size is capped at the subset size and each epoch makes at least
+      ``min_steps_per_epoch`` optimisation steps (reshuffling as needed),
+      so "an epoch" is never a single step. ``max_steps_per_epoch`` caps
+      it from above: on a CPU budget a 100 % fraction then trains for a
+      bounded number of steps between validation checks instead of full
+      passes (a "round" of at most that many batches, fresh samples each).
+    - After every epoch the model is scored on the validation split; the
+      state with the best validation macro-F1 (ties -> earlier epoch) is
+      kept and, at the end, evaluated once on the test split. ``patience``
+      stops after that many epochs without improvement (``None`` = never).
+    - ``augment`` (an ``nn.Module`` on (B, C, F, T) batches, e.g. a kornia
+      pipeline) is applied to training batches only.
+    - Randomness (head init, shuffling, dropout, augmentation) is seeded by
+      ``seed`` inside a forked RNG, so the caller's global RNG is untouched.
+
+    Returns the test metrics (:func:`classification_metrics`) plus
+    ``best_epoch`` (1-based), ``best_val_macro_f1``, ``val`` (validation
+    metrics of the kept state, without per-class detail), ``n_train``,
+    ``history`` (one dict per epoch: epoch, train_loss, val_accuracy,
+    val_macro_f1, lr, encoder_lr, seconds), ``y_pred`` (numpy) and, if
+    ``return_model``, ``model`` (the kept encoder+head on the CPU).
+    """
+    if epochs < 1:
+        raise DataError(f"finetune: epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise DataError(f"finetune: batch_size must be >= 1, got {batch_size}")
+    if len(class_names) != n_classes:
+        raise DataError(f"finetune: n_classes={n_classes} but {len(class_names)} class_names")
+    x_train, x_val, x_test = (_as_tensor(x_train, "finetune x_train"), _as_tensor(x_val, "finetune x_val"),
+                              _as_tensor(x_test, "finetune x_test"))
+    ytr = _to_numpy_labels(y_train, "finetune y_train")
+    yva = _to_numpy_labels(y_val, "finetune y_val")
+    yte = _to_numpy_labels(y_test, "finetune y_test")
+    _check_pair(x_train, ytr, "finetune train")
+    _check_pair(x_val, yva, "finetune val")
+    _check_pair(x_test, yte, "finetune test")
+    if ytr.min() < 0 or ytr.max() >= n_classes:
+        raise DataError(f"finetune: y_train labels must lie in [0, {n_classes}), got [{ytr.min()}, {ytr.max()}]")
+
+    device = torch.device(device)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        enc = copy.deepcopy(encoder).to(device)
+        with torch.no_grad():
+            enc.eval()
+            rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
+        model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
+        if augment is not None:
+            augment = augment.to(device)
+
+        enc_lr = lr if encoder_lr is None else float(encoder_lr)
+        groups = [{"params": list(model.head.parameters()), "lr": float(lr)}]
+        if enc_lr > 0:
+            groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": enc_lr})
+        else:
+            for p in model.encoder.parameters():
+                p.requires_grad_(False)
+        opt = torch.optim.AdamW(groups, weight_decay=float(weight_decay))
+        weight = _class_weights(ytr, n_classes).to(device) if class_weight else None
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+
+        n = len(ytr)
+        bs = min(int(batch_size), n)
+        steps = max(math.ceil(n / bs), int(min_steps_per_epoch))
+        if max_steps_per_epoch is not None:
+            steps = max(1, min(steps, int(max_steps_per_epoch)))
+        gen = torch.Generator().manual_seed(seed)
+        y_tr_t = torch.as_tensor(ytr)
+
+        history: list[dict[str, Any]] = []
+        best_f1, best_epoch, best_state, best_val = -1.0, 0, None, None
+        since_best = 0
+        epoch_iter = range(1, epochs + 1)
+        if progress:
+            from tqdm.auto import tqdm
+
+            epoch_iter = tqdm(epoch_iter, desc=f"finetune n={n} seed={seed}", leave=False)
+        for epoch in epoch_iter:
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            pos, total, count = 0, 0.0, 0
+            for _ in range(steps):
+                if pos + bs > n:  # start a fresh permutation rather than a short last batch
+                    order, pos = torch.randperm(n, generator=gen), 0
+                idx = order[pos : pos + bs]
+                pos += bs
+                xb = x_train[idx].to(device=device, dtype=torch.float32)
+                yb = y_tr_t[idx].to(device)
+                if augment is not None:
+                    xb = augment(xb)
+                loss = loss_fn(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            val_pred = _predict(model, x_val, eval_batch_size, device)
+            vm = classification_metrics(yva, val_pred, class_names)
+            rec = {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "val_accuracy": vm["accuracy"],
+                "val_macro_f1": vm["macro_f1"],
+                "lr": float(lr),
+                "encoder_lr": enc_lr,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(rec)
+            if on_epoch is not None:
+                on_epoch(dict(rec))
+            if vm["macro_f1"] > best_f1:
+                best_f1, best_epoch, since_best = vm["macro_f1"], epoch, 0
+                best_val = {k: v for k, v in vm.items() if k != "per_class"}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if patience is not None and since_best >= patience:
+                    break
+
+        assert best_state is not None  # at least one epoch ran
+        model.load_state_dict(best_state)
+        y_pred = _predict(model, x_test, eval_batch_size, device)
+
+    out = classification_metrics(yte, y_pred, class_names)
+    out.update(
+        {
+            "best_epoch": best_epoch,
+            "best_val_macro_f1": best_f1,
+            "val": best_val,
+            "n_train": n,
+            "epochs_run": len(history),
+            "history": history,
+            "y_pred": y_pred,
+        }
+    )
+    if return_model:
+        out["model"] = model.cpu().eval()
+    return out
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+class ProtocolOutput(NamedTuple):
+    """What :func:`run_protocol` returns: the JSON-able results and in-memory artifacts.
+
+    ``artifacts`` (not JSON) holds, for the first seed: ``z_test`` (N, R)
+    embeddings of the test split, ``y_test``, ``linear_probe_y_pred``,
+    ``finetune_histories`` {fraction key: history}; meant for the plots.
+    """
+
+    results: dict[str, Any]
+    artifacts: dict[str, Any]
+
+
+def run_protocol(
+    encoder_factory: Callable[[int], nn.Module],
+    data: dict[str, Any],
+    class_names: Sequence[str],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    finetune_kwargs: dict[str, Any] | None = None,
+    random_encoder_factory: Callable[[int], nn.Module] | None = None,
+    fraction_indices: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
+    progress: bool = True,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    device: str | torch.device = "cpu",
+    embed_batch_size: int = 512,
+    probe_kwargs: dict[str, Any] | None = None,
+    spectrogram_control: bool = True,
+) -> ProtocolOutput:
+    """The downstream protocol of DESIGN.md §1.5 over seeds; aggregated as mean ± std.
+
+    For every seed ``s``: linear probe of ``encoder_factory(s)`` (the
+    pretrained encoder of that seed / pretraining subset), fine-tuning of it
+    on ``fraction_indices(y_train, f, s)`` for each fraction ``f``, and the
+    random-init control ``random_encoder_factory(s)``. The
+    ``spectrogram_linear`` control (logistic regression on the flattened
+    spectrogram pixels) does not depend on the seed (deterministic lbfgs on
+    fixed data), so it is fitted once, with the first seed, and its
+    aggregate has ``n == 1`` and ``std == 0``.
+
+    ``data`` holds ``x_train, y_train, x_val, y_val, x_test, y_test``
+    (tensors). ``finetune_kwargs`` go to :func:`finetune` (epochs,
+    batch_size, lr, encoder_lr, weight_decay, and optionally augment,
+    class_weight, patience, on_epoch, ...); ``device``/``progress`` are
+    filled in unless given there. ``probe_kwargs`` go to
+    :func:`linear_probe` (c_grid, max_iter).
+
+    ``on_result(name, metrics)`` is called after each unit with names
+    ``"linear_probe/seed=0"``, ``"finetune/0.1/seed=0"``,
+    ``"controls/spectrogram_linear/seed=0"``,
+    ``"controls/random_encoder_linear/seed=0"`` and a JSON-able dict
+    (metrics, including ``seed``), e.g. to log nested MLflow runs.
+
+    ``results`` has exactly::
+
+        {"linear_probe": {metric: aggregate},
+         "finetune": {fraction_key(f): {metric: aggregate}},
+         "controls": {"spectrogram_linear": {...}, "random_encoder_linear": {...}},
+         "seeds": [...], "fractions": [fraction keys],
+         "per_seed": [{"seed", "linear_probe", "finetune": {key: metrics}, "controls": {...}}]}
+
+    with metric in ("accuracy", "macro_f1", "cohen_kappa",
+    "balanced_accuracy") and aggregate = {mean, std (ddof=1), min, max, n,
+    values}; all fractions of 1. A control that is not run (no factory /
+    ``spectrogram_control=False``) is absent from ``controls``. The caller
+    adds "task", "protocol", "profile".
+    """
+    required = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise DataError(f"run_protocol: data is missing {missing}")
+    if not seeds:
+        raise DataError("run_protocol: no seeds")
+    if fractions and fraction_indices is None:
+        raise DataError("run_protocol: fraction_indices is required when fractions are given")
+    keys = [fraction_key(f) for f in fractions]
+    if len(set(keys)) != len(keys):
+        raise DataError(f"run_protocol: duplicate fractions {list(fractions)}")
+
+    x_train = _as_tensor(data["x_train"], "run_protocol x_train")
+    x_val = _as_tensor(data["x_val"], "run_protocol x_val")
+    x_test = _as_tensor(data["x_test"], "run_protocol x_test")
+    y_train = _to_numpy_labels(data["y_train"], "run_protocol y_train")
+    y_val = _to_numpy_labels(data["y_val"], "run_protocol y_val")
+    y_test = _to_numpy_labels(data["y_test"], "run_protocol y_test")
+    n_classes = len(class_names)
+    ft_kwargs = dict(finetune_kwargs or {})
+    ft_kwargs.setdefault("device", device)
+    ft_kwargs.setdefault("progress", progress)
+    pk = dict(probe_kwargs or {})
+
+    def emit(name: str, payload: dict[str, Any]) -> None:
+        if on_result is not None:
+            on_result(name, payload)
+
+    def probe(z_tr: np.ndarray, z_va: np.ndarray, z_te: np.ndarray, seed: int) -> dict[str, Any]:
+        return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=seed, z_val=z_va, y_val=y_val, **pk)
+
+    per_seed: list[dict[str, Any]] = []
+    artifacts: dict[str, Any] = {}
+    spec_ctrl: dict[str, Any] | None = None
+    for si, seed in enumerate(seeds):
+        entry: dict[str, Any] = {"seed": int(seed), "finetune": {}, "controls": {}}
+        encoder = encoder_factory(seed)
+        z = {s: embed(encoder, x, embed_batch_size, device) for s, x in
+             (("train", x_train), ("val", x_val), ("test", x_test))}
+        lp = probe(z["train"], z["val"], z["test"], seed)
+        if si == 0:
+            artifacts.update(z_test=z["test"], y_test=y_test, linear_probe_y_pred=lp["y_pred"],
+                             finetune_histories={})
+        entry["linear_probe"] = _strip_arrays(lp)
+        emit(f"linear_probe/seed={seed}", {"seed": int(seed), **entry["linear_probe"]})
+        del z
+
+        for f, key in zip(fractions, keys):
+            idx = np.asarray(fraction_indices(y_train, float(f), int(seed)), dtype=np.int64)
+            if idx.size == 0:
+                raise DataError(f"run_protocol: fraction {key} with seed {seed} selected no training windows")
+            idx_t = torch.as_tensor(idx)
+            ft = finetune(encoder, n_classes, x_train[idx_t], y_train[idx], x_val, y_val, x_test, y_test,
+                          class_names, seed=int(seed), **ft_kwargs)
+            ft.pop("model", None)
+            ft = _strip_arrays(ft)
+            ft["fraction"] = float(f)
+            entry["finetune"][key] = ft
+            if si == 0:
+                artifacts["finetune_histories"][key] = ft["history"]
+            emit(f"finetune/{key}/seed={seed}", {"seed": int(seed), **ft})
+
+        if spectrogram_control and spec_ctrl is None:
+            flat = {s: _flatten_numpy(x) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
+            spec_ctrl = _strip_arrays(probe(flat["train"], flat["val"], flat["test"], seed))
+            del flat
+            entry["controls"]["spectrogram_linear"] = spec_ctrl
+            emit(f"controls/spectrogram_linear/seed={seed}", {"seed": int(seed), **spec_ctrl})
+        if random_encoder_factory is not None:
+            renc = random_encoder_factory(seed)
+            zr = {s: embed(renc, x, embed_batch_size, device) for s, x in
+                  (("train", x_train), ("val", x_val), ("test", x_test))}
+            rc = _strip_arrays(probe(zr["train"], zr["val"], zr["test"], seed))
+            entry["controls"]["random_encoder_linear"] = rc
+            emit(f"controls/random_encoder_linear/seed={seed}", {"seed": int(seed), **rc})
+        per_seed.append(entry)
+
+    results: dict[str, Any] = {
+        "linear_probe": aggregate_runs([e["linear_probe"] for e in per_seed], DEFAULT_KEYS),
+        "finetune": {k: aggregate_runs([e["finetune"][k] for e in per_seed], DEFAULT_KEYS) for k in keys},
+        "controls": {},
+        "seeds": [int(s) for s in seeds],
+        "fractions": keys,
+        "per_seed": per_seed,
+    }
+    if spec_ctrl is not None:
+        results["controls"]["spectrogram_linear"] = aggregate_runs([spec_ctrl], DEFAULT_KEYS)
+    if random_encoder_factory is not None:
+        results["controls"]["random_encoder_linear"] = aggregate_runs(
+            [e["controls"]["random_encoder_linear"] for e in per_seed], DEFAULT_KEYS
+        )
+    return ProtocolOutput(results, artifacts)
+
+
+def _flatten_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, prod(...)) float32 numpy: the raw-pixel features of the spectrogram control."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return arr.reshape(len(arr), -1).astype(np.float32, copy=False)

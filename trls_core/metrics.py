@@ -1,0 +1,127 @@
+"""Classification metrics and their aggregation over seeds.
+
+All scores are fractions of 1 (0.9785, not 97.85): the JSON results hold
+fractions and only the human-facing report converts to percent, so nobody
+has to guess which unit a number is in.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from trls_core.errors import DataError
+
+#: Scalar metrics aggregated over seeds by default (the report's columns).
+DEFAULT_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "cohen_kappa", "balanced_accuracy")
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, Cohen's kappa, balanced accuracy, confusion matrix, per-class scores.
+
+    Labels are the integers ``0 .. len(class_names) - 1``. Every class is
+    always reported (``labels=range(K)``) even if absent from this split, so
+    confusion matrices of different seeds/fractions have the same shape and
+    can be averaged; an absent class gets zero precision/recall/F1 (sklearn's
+    ``zero_division=0``) rather than a warning. Macro-F1 is averaged over the
+    classes present in ``y_true`` or ``y_pred`` (sklearn's convention), so a
+    class missing from a tiny test set does not drag it to zero.
+    """
+    yt = np.asarray(y_true).astype(np.int64).ravel()
+    yp = np.asarray(y_pred).astype(np.int64).ravel()
+    if yt.shape != yp.shape:
+        raise DataError(f"classification_metrics: y_true has {yt.size} labels but y_pred has {yp.size}")
+    if yt.size == 0:
+        raise DataError("classification_metrics: empty label arrays")
+    k = len(class_names)
+    bad = (yt < 0) | (yt >= k) | (yp < 0) | (yp >= k)
+    if bad.any():
+        raise DataError(
+            f"classification_metrics: labels must lie in [0, {k}) for class_names {list(class_names)}; "
+            f"got y_true range [{yt.min()}, {yt.max()}], y_pred range [{yp.min()}, {yp.max()}]"
+        )
+    labels = list(range(k))
+    present = sorted(set(yt.tolist()) | set(yp.tolist()))
+    prec, rec, f1, support = precision_recall_fscore_support(
+        yt, yp, labels=labels, zero_division=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined kappa (one class only) is handled below
+        kappa = float(cohen_kappa_score(yt, yp, labels=labels))
+    if not math.isfinite(kappa):  # one class only in both arrays: agreement is trivial
+        kappa = 1.0 if np.array_equal(yt, yp) else 0.0
+    return {
+        "accuracy": float(accuracy_score(yt, yp)),
+        "macro_f1": float(f1_score(yt, yp, labels=present, average="macro", zero_division=0)),
+        "cohen_kappa": float(kappa),
+        "balanced_accuracy": float(_balanced_accuracy(yt, yp)),
+        "n": int(yt.size),
+        "confusion_matrix": confusion_matrix(yt, yp, labels=labels).astype(int).tolist(),
+        "per_class": {
+            str(name): {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+    }
+
+
+def _balanced_accuracy(yt: np.ndarray, yp: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (sklearn, without its warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" is expected on tiny splits
+        return float(balanced_accuracy_score(yt, yp))
+
+
+def aggregate(values: Iterable[float]) -> dict[str, Any]:
+    """Mean, std, min, max over seeds (plus the raw values and their count).
+
+    ``std`` is the *sample* standard deviation (``ddof=1``), the usual
+    "mean ± std over n runs" in papers, and 0.0 for a single run (where it
+    is undefined) so the report never shows NaN.
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        raise DataError("aggregate: no values to aggregate")
+    arr = np.asarray(vals, dtype=np.float64)
+    return {
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "n": int(arr.size),
+        "values": vals,
+    }
+
+
+def aggregate_runs(
+    runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = DEFAULT_KEYS
+) -> dict[str, dict[str, Any]]:
+    """Aggregate each scalar metric in ``keys`` over a list of per-run metric dicts."""
+    if not runs:
+        raise DataError("aggregate_runs: no runs to aggregate")
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        missing = [i for i, r in enumerate(runs) if key not in r]
+        if missing:
+            raise DataError(f"aggregate_runs: metric {key!r} missing from run(s) {missing}")
+        out[key] = aggregate(r[key] for r in runs)
+    return out

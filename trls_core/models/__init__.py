@@ -1,0 +1,46 @@
+"""Encoders and heads.
+
+``build_encoder`` is the one place that maps a params.yaml name to a class,
+so the stages and flows never import encoder classes by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from trls_core.models.cnn import CNNEncoder, TimeConvEncoder
+from trls_core.models.heads import MLPHead, PredictionHead, ProjectionHead
+from trls_core.models.tfrnn import TFRNN
+
+__all__ = [
+    "TFRNN",
+    "CNNEncoder",
+    "TimeConvEncoder",
+    "MLPHead",
+    "ProjectionHead",
+    "PredictionHead",
+    "ENCODERS",
+    "build_encoder",
+]
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "tfrnn": TFRNN,
+    "cnn": CNNEncoder,
+    "timeconv": TimeConvEncoder,
+}
+
+
+def build_encoder(name: str, **kwargs: Any) -> nn.Module:
+    """Build an encoder by name ("tfrnn" | "cnn" | "timeconv"); kwargs go to its constructor.
+
+    Every encoder exposes ``out_dim`` (= its rep_dim) for sizing the heads.
+    """
+    cls = ENCODERS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"encoder {name!r}: bad arguments {sorted(kwargs)}: {e}") from e

@@ -1,0 +1,34 @@
+"""Shared plumbing for the DVC stage entry points.
+
+A stage is ``python -m trls_core.stages.<name> DATASET``: it loads params,
+calls one pure function and maps user errors to a one-line message and exit
+code 2 (a traceback is for bugs, not for a bad input file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from trls_core.config import Params, load_params
+from trls_core.errors import TrlsError
+
+
+def run_stage(name: str, fn: Callable[[Path, str, Params], None], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"trls_core.stages.{name}")
+    parser.add_argument("dataset")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
+    try:
+        params = load_params(args.params)
+        params.dataset(args.dataset)
+        fn(Path(args.root), args.dataset, params)
+    except TrlsError as exc:
+        print(f"error: stage {name} {args.dataset}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,36 @@
+"""DVC stage `parquet`: raw files -> data/parquet/<dataset>/windows.parquet.
+
+Reads params `<dataset>.parquet`. One row per window with labels, record ids
+and the split (protocol from params); a summary JSON sits next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from trls_core.config import Params
+from trls_core.data.parquet import write_windows
+from trls_core.data.registry import get_dataset
+from trls_core.io import atomic_dir
+from trls_core.paths import parquet_dir, raw_dir
+from trls_core.stages._common import run_stage
+
+
+def build_parquet(root: Path, dataset: str, params: Params) -> None:
+    src = raw_dir(root, dataset)
+    manifest_path = src / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    table, meta = get_dataset(dataset).to_table(src, params.dataset(dataset))
+    meta = {"dataset": dataset, "source_content_digest": manifest.get("content_digest"), **meta}
+    with atomic_dir(parquet_dir(root, dataset)) as tmp:
+        digest = write_windows(table, tmp / "windows.parquet", meta)
+        summary = {**meta, "n_windows": table.num_rows, "parquet_sha256": digest}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    logging.info("%s: %d windows -> %s (sha256 %s)", dataset, table.num_rows, parquet_dir(root, dataset), digest[:16])
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("parquet", build_parquet))

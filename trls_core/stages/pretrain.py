@@ -1,0 +1,208 @@
+"""Pretraining step: spectrograms of the train split -> BYOL-pretrained encoder.
+
+Reads params `model`, `augment`, `pretrain` (and the dataset's spectrogram
+outputs). Writes, per seed, ``models/<dataset>/<encoder>_seed<S>/``:
+``checkpoint.safetensors`` (every epoch, atomically: a killed run resumes
+from it when rerun with the same parameters), ``encoder.safetensors`` +
+``encoder.json`` (what evaluation and the registry load), ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trls_core.checkpoint import load_checkpoint, optimizer_state_to_tensors, save_checkpoint, tensors_to_optimizer_state
+from trls_core.config import Params
+from trls_core.data.tensors import load_meta, load_split
+from trls_core.errors import DataError
+from trls_core.io import atomic_path, write_json
+from trls_core.paths import model_dir, spectrogram_dir
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
+    """Hash of everything that determines the trained weights (not device/threads).
+
+    A checkpoint is resumed only when its fingerprint matches, so changing
+    a hyper-parameter never silently continues an unrelated run.
+    """
+    pre = params.pretrain.model_dump(exclude={"seeds", "device", "threads"})
+    blob = {
+        "model": params.model.model_dump(),
+        "augment": params.augment.model_dump(),
+        "pretrain": pre,
+        "seed": seed,
+        "data": {"parquet_sha256": data_meta.get("parquet_sha256"), "stft": data_meta.get("stft")},
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_encoder_from_params(params: Params, in_channels: int) -> nn.Module:
+    from trls_core.models import build_encoder
+
+    return build_encoder(params.model.encoder, in_channels=in_channels, **params.model.encoder_kwargs())
+
+
+def encoder_config(params: Params, in_channels: int, data_meta: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to rebuild the encoder and its preprocessing from raw windows."""
+    kwargs = params.model.encoder_kwargs()
+    return {
+        "encoder": params.model.encoder,
+        "in_channels": in_channels,
+        "kwargs": kwargs,
+        "input_shape": data_meta.get("shape"),
+        "dataset": data_meta.get("dataset"),
+        "stft": data_meta.get("stft"),
+        "fs": data_meta.get("fs"),
+        "n_samples": data_meta.get("n_samples"),
+    }
+
+
+def load_encoder(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a pretrained encoder from ``encoder.json`` + ``encoder.safetensors`` (no pickle)."""
+    from trls_core.models import build_encoder
+
+    cfg_path, w_path = directory / "encoder.json", directory / "encoder.safetensors"
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise DataError(f"{p} not found: run `trls pretrain` first")
+    info = json.loads(cfg_path.read_text())
+    cfg = info["config"]
+    enc = build_encoder(cfg["encoder"], in_channels=cfg["in_channels"], **cfg["kwargs"])
+    enc.load_state_dict(load_file(str(w_path)))
+    enc.eval()
+    return enc, info
+
+
+def training_subset(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Seeded random subset of the train windows (robustness protocol: K subsets)."""
+    if fraction >= 1.0:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    k = max(2, int(round(fraction * n)))
+    return torch.randperm(n, generator=g)[:k].sort().values
+
+
+def pretrain_seed(
+    root: Path,
+    params: Params,
+    seed: int,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Pretrain (or resume, or skip if done) one seed; returns the model folder."""
+    from trls_core.augment import TwoViews
+    from trls_core.ssl.byol import BYOL
+    from trls_core.train import pretrain_byol
+
+    pp = params.pretrain
+    sdir = spectrogram_dir(root, pp.dataset)
+    meta = load_meta(sdir)
+    train = load_split(sdir, "train")
+    x = train.x[training_subset(len(train.x), pp.subset_fraction, seed)]
+    out = model_dir(root, pp.dataset, params.model.encoder, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(params, seed, meta)
+    ckpt_path = out / "checkpoint.safetensors"
+    info_path = out / "encoder.json"
+    if info_path.is_file() and (out / "encoder.safetensors").is_file():
+        done = json.loads(info_path.read_text())
+        if done.get("fingerprint") == fp:
+            logger.info("seed %d: already pretrained with these parameters (%s), skipping", seed, out)
+            return out
+    if pp.threads:
+        torch.set_num_threads(pp.threads)
+    device = resolve_device(pp.device)
+
+    torch.manual_seed(seed)
+    in_channels = int(x.shape[1])
+    encoder = build_encoder_from_params(params, in_channels)
+    rep_dim = getattr(encoder, "out_dim", None) or params.model.encoder_kwargs()["rep_dim"]
+    h = params.model.heads
+    model = BYOL(encoder, rep_dim, h.proj_hidden, h.proj_dim, h.pred_hidden)
+    view_a, view_b = params.augment.as_dicts()
+    augment = TwoViews(view_a, view_b) if (view_a or view_b) else None
+
+    start_epoch, opt_state, history = 0, None, []
+    resumed_from = None
+    if ckpt_path.is_file():
+        try:
+            groups, cmeta = load_checkpoint(ckpt_path)
+        except DataError as exc:
+            logger.warning("ignoring unreadable checkpoint: %s", exc)
+            groups, cmeta = {}, {}
+        if cmeta.get("fingerprint") == fp and 0 < cmeta.get("epochs_done", 0) <= pp.epochs:
+            model.load_state_dict(groups["model"])
+            opt_state = tensors_to_optimizer_state(groups["optimizer"])
+            start_epoch = int(cmeta["epochs_done"])
+            history = list(cmeta.get("history", []))
+            resumed_from = start_epoch
+            logger.info("seed %d: resuming from checkpoint at epoch %d/%d", seed, start_epoch, pp.epochs)
+        elif cmeta:
+            logger.info("seed %d: checkpoint has other parameters; starting afresh", seed)
+
+    def _on_epoch(rec: dict[str, Any]) -> None:
+        history.append(rec)
+        logger.info("seed %d epoch %d/%d loss %.4f lr %.2e tau %.4f (%.1fs)", seed, rec["epoch"] + 1,
+                    pp.epochs, rec["loss"], rec["lr"], rec["tau"], rec["seconds"])
+        if on_epoch is not None:
+            on_epoch({**rec, "seed": seed})
+
+    def _on_checkpoint(epochs_done: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {"model": m.state_dict(), "optimizer": optimizer_state_to_tensors(opt.state_dict())},
+            {"fingerprint": fp, "epochs_done": epochs_done, "epochs": pp.epochs, "seed": seed, "history": history},
+        )
+
+    if start_epoch < pp.epochs:
+        pretrain_byol(
+            model, x, augment,
+            epochs=pp.epochs, batch_size=min(pp.batch_size, len(x)), lr=pp.lr,
+            weight_decay=pp.weight_decay, tau_base=pp.tau_base, device=device, seed=seed,
+            warmup_epochs=pp.warmup_epochs, start_epoch=start_epoch, optimizer_state=opt_state,
+            on_epoch=_on_epoch, on_checkpoint=_on_checkpoint, progress=progress,
+        )
+    enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in model.encoder.state_dict().items()}
+    with atomic_path(out / "encoder.safetensors") as tmp:
+        save_file(enc_state, str(tmp))
+    write_json(info_path, {
+        "fingerprint": fp,
+        "seed": seed,
+        "profile": params.profile,
+        "device": device,
+        "n_train_windows": int(len(x)),
+        "resumed_from_epoch": resumed_from,
+        "config": encoder_config(params, in_channels, meta),
+        "pretrain": params.pretrain.model_dump(),
+        "augment": params.augment.model_dump(),
+        "history": history,
+    })
+    try:
+        from trls_core.plots import plot_loss_curve
+
+        plot_loss_curve(history, out / "loss_curve.png")
+    except Exception as exc:  # a plot must never lose a trained model
+        logger.warning("loss curve not plotted: %s", exc)
+    return out
+
+
+def pretrain_all(root: Path, params: Params, progress: bool = True) -> list[Path]:
+    """Pretrain every seed in ``pretrain.seeds``."""
+    return [pretrain_seed(root, params, s, progress=progress) for s in params.pretrain.seeds]

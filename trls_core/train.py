@@ -1,0 +1,166 @@
+"""Pure training loops: tensors in, metrics dicts out.
+
+No MLflow, no Prefect, no file I/O: the caller passes callbacks
+(``on_epoch`` for metrics, ``on_checkpoint`` for saving) and decides what to
+do with them. Fine-tuning and evaluation live in ``trls_core.evaluate``.
+
+Determinism and resume: every epoch draws its shuffling from a generator
+seeded with ``seed + epoch`` and runs under a forked global RNG seeded the
+same way (kornia augmentations and dropout use the global RNG), and the LR
+and tau schedules are functions of the global step. So a run resumed at
+``start_epoch = k`` from the model and optimizer state saved after k epochs
+ends with the same weights as an uninterrupted run (bit-for-bit on the CPU;
+on CUDA the cuDNN RNN kernels are not deterministic, two identical runs
+differed in the 6th digit of the loss on an H100), and the caller's RNG
+state is left untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from trls_core.ssl.byol import BYOL, cosine_tau
+
+__all__ = ["pretrain_byol", "lr_at", "DivergedError"]
+
+
+class DivergedError(FloatingPointError):
+    """The loss became NaN/inf; the message names the epoch and step."""
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0) -> float:
+    """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    decay = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / decay, 1.0)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _epoch_rng_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
+
+
+def _fork_devices(device: torch.device) -> list[int]:
+    if device.type == "cuda":
+        return [device.index if device.index is not None else torch.cuda.current_device()]
+    return []
+
+
+def pretrain_byol(
+    model: BYOL,
+    x: Tensor,
+    augment: nn.Module | Callable[[Tensor], tuple[Tensor, Tensor]] | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    tau_base: float,
+    device: str = "cpu",
+    seed: int = 0,
+    warmup_epochs: int = 0,
+    start_epoch: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[int, BYOL, torch.optim.Optimizer], None] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """BYOL pretraining of ``model`` on spectrograms ``x`` (N, C, F, T), kept on the CPU.
+
+    AdamW over the online parameters; LR: linear warm-up for
+    ``warmup_epochs`` then cosine to 0; target momentum tau: cosine from
+    ``tau_base`` to 1 over all steps. Batches are shuffled, the last
+    incomplete batch is dropped (BatchNorm dislikes tiny batches), moved to
+    ``device`` (float16 storage is upcast) and augmented there as a whole.
+    ``augment(batch) -> (view_a, view_b)``; None uses the batch itself for
+    both views (the "no augmentation" ablation).
+
+    ``epochs`` is the TOTAL number of epochs; a resumed run passes
+    ``start_epoch`` = epochs already done and the ``optimizer_state`` saved
+    with the model. Returns one dict per epoch run here: ``{"epoch"`` (0-based),
+    ``"loss"`` (mean over the epoch's steps), ``"lr"``, ``"tau"`` (last used),
+    ``"seconds"}``; ``on_epoch`` gets each as it completes, then
+    ``on_checkpoint(epochs_done, model, optimizer)``.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"pretrain_byol: x must be (N, ...) with N windows, got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    if batch_size < 1 or n < batch_size:
+        raise ValueError(
+            f"pretrain_byol: batch_size must be in [1, N={n}] (last incomplete batch is dropped), got {batch_size}"
+        )
+    if not 0 <= start_epoch <= epochs:
+        raise ValueError(f"pretrain_byol: start_epoch must be in [0, epochs={epochs}], got {start_epoch}")
+    dev = torch.device(device)
+    model.to(dev)
+    model.train()
+    if augment is not None and isinstance(augment, nn.Module):
+        augment.to(dev)
+
+    steps_per_epoch = n // batch_size
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = warmup_epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.online_parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+
+    history: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc="byol", unit="step", leave=False)
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(_epoch_rng_seed(seed, epoch))
+            perm = torch.randperm(n, generator=gen)
+            loss_sum = torch.zeros((), device=dev)
+            cur_lr = cur_tau = float("nan")
+            with torch.random.fork_rng(devices=_fork_devices(dev)):
+                torch.manual_seed(_epoch_rng_seed(seed, epoch))
+                for i in range(steps_per_epoch):
+                    step = epoch * steps_per_epoch + i
+                    cur_lr = lr_at(step, total_steps, lr, warmup_steps)
+                    cur_tau = cosine_tau(step, total_steps, tau_base, 1.0)
+                    for group in optimizer.param_groups:
+                        group["lr"] = cur_lr
+                    idx = perm[i * batch_size : (i + 1) * batch_size]
+                    xb = x[idx].to(dev, non_blocking=True).float()
+                    a, b = (xb, xb) if augment is None else augment(xb)
+                    loss = model(a, b)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    model.update_target(cur_tau)
+                    loss_sum += loss.detach()
+                    if bar is not None:
+                        bar.update(1)
+                        if i % 10 == 0 or i == steps_per_epoch - 1:
+                            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            mean_loss = float(loss_sum.item()) / steps_per_epoch
+            if not math.isfinite(mean_loss):
+                raise DivergedError(
+                    f"pretrain_byol: loss is {mean_loss} in epoch {epoch}; lower lr ({lr}) or check the input"
+                )
+            record = {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "lr": cur_lr,
+                "tau": cur_tau,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch + 1, model, optimizer)
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
