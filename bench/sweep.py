@@ -102,7 +102,7 @@ def run_one(args: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(int(os.environ.get("SWEEP_THREADS", "1")))
         from trls_core.augment import TwoViews
         from trls_core.models import build_encoder
         from trls_core.ssl.byol import BYOL
@@ -111,7 +111,10 @@ def run_one(args: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
         t0 = time.time()
         data = _data(parquet, cfg["stft"])
         torch.manual_seed(cfg["seed"])
-        enc = build_encoder(cfg["encoder"], in_channels=1, **cfg["enc"])
+        enc_kw = cfg["enc"]
+        if cfg["encoder"] == "cnn":
+            enc_kw = {k: v for k, v in enc_kw.items() if k in ("width", "depth", "rep_dim")}
+        enc = build_encoder(cfg["encoder"], in_channels=1, **enc_kw)
         res: dict[str, Any] = {"name": cfg["name"], "shape": list(data["train"][0].shape[1:])}
         enc.to(device)
         if cfg.get("controls"):
@@ -144,9 +147,10 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/sweep.json")
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--only", nargs="*", help="run only these config names")
     a = ap.parse_args()
     overrides = json.loads(Path(a.configs).read_text())
-    cfgs = [_merge(BASE, o) for o in overrides]
+    cfgs = [_merge(BASE, o) for o in overrides if not a.only or o["name"] in a.only]
     ctx = mp.get_context("spawn")
     results = []
     with ctx.Pool(a.jobs) as pool:

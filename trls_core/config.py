@@ -83,6 +83,7 @@ class TFRNNParams(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     rnn_hidden: int | None = Field(None, gt=0)  # None = dim (2D->D projection when bidirectional)
     stem_stride: tuple[int, int] = (1, 1)        # (F, T) stride of the stem conv
+    freq_bands: int = Field(1, gt=0)             # 1 = pool all of (F, T) (DESIGN); >1 keeps F-bands
 
 
 class CNNParams(_Strict):

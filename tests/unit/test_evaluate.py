@@ -117,7 +117,7 @@ def test_finetune_learns_and_leaves_caller_weights_untouched() -> None:
     xt, yt = _data(40, seed=2)
     seen_epochs: list[int] = []
     out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=6, batch_size=16, lr=1e-2,
-                   encoder_lr=1e-2, weight_decay=0.0, seed=0, progress=False,
+                   encoder_lr=1e-2, weight_decay=0.0, seed=0, progress=False, head_init="random",
                    on_epoch=lambda r: seen_epochs.append(r["epoch"]))
     assert out["accuracy"] >= 0.9
     for k, v in enc.state_dict().items():
@@ -146,11 +146,30 @@ def test_finetune_early_stopping_and_frozen_encoder() -> None:
     xv, yv = _data(10, seed=1)
     enc = _encoder()
     out = finetune(enc, 2, x, y, xv, yv, xv, yv, ["a", "b"], epochs=50, batch_size=8, lr=0.0, encoder_lr=0.0,
-                   weight_decay=0.0, seed=0, progress=False, patience=2, return_model=True)
+                   weight_decay=0.0, seed=0, progress=False, patience=2, return_model=True,
+                   head_init="random")
     # lr 0: validation never improves after epoch 1, so patience 2 stops at epoch 3
     assert out["epochs_run"] == 3 and out["best_epoch"] == 1
     w = out["model"].encoder[1].weight
     assert torch.equal(w, enc[1].weight)
+
+
+def test_finetune_head_starts_as_the_linear_probe() -> None:
+    """LP-FT: with nothing trained (lr 0) the kept model is the probe fitted on the same subset."""
+    torch.manual_seed(0)  # no BatchNorm: its running stats would move even at lr 0
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 8), nn.ReLU())
+    x, y = _data(60)
+    xv, yv = _data(30, seed=1)
+    xt, yt = _data(40, seed=2)
+    out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=3, batch_size=16, lr=0.0,
+                   encoder_lr=0.0, weight_decay=0.0, seed=0, progress=False)
+    f = lambda a: ev.embed(enc, a)  # noqa: E731
+    probe = linear_probe(f(x), y, f(xt), yt, ["a", "b"], z_val=f(xv), y_val=yv)
+    assert out["best_epoch"] == 0
+    np.testing.assert_array_equal(out["y_pred"], probe["y_pred"])
+    with pytest.raises(DataError, match="head_init"):
+        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=1, batch_size=16, lr=0.0,
+                 encoder_lr=0.0, weight_decay=0.0, seed=0, progress=False, head_init="zeros")
 
 
 def test_finetune_rejects_bad_inputs() -> None:

@@ -108,3 +108,19 @@ def test_build_encoder_factory():
         build_encoder("resnet", in_channels=1)
     with pytest.raises(ValueError, match="bad arguments"):
         build_encoder("tfrnn", in_channels=1, nonsense=3)
+
+
+def test_freq_bands_keep_frequency_location() -> None:
+    """freq_bands > 1 pools F into bands: a feature's frequency position changes the vector."""
+    torch.manual_seed(0)
+    m = TFRNN(1, dim=8, depth=2, rep_dim=16, rnn_hidden=4, freq_bands=4).eval()
+    assert [s.shape[1] for s in m.forward_scales(torch.randn(2, 1, 17, 9))] == [2 * 8 * 4] * 2
+    low, high = torch.zeros(1, 1, 16, 9), torch.zeros(1, 1, 16, 9)
+    low[:, :, 1], high[:, :, 14] = 3.0, 3.0
+    with torch.no_grad():
+        a = m.forward_scales(low)[0].view(2, 8, 4)[0]
+        b = m.forward_scales(high)[0].view(2, 8, 4)[0]
+    # the low-band and high-band inputs peak in different bands
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="freq_bands"):
+        TFRNN(1, freq_bands=0)

@@ -151,6 +151,7 @@ class TFRNN(nn.Module):
         dropout: float = 0.0,
         rnn_hidden: int | None = None,
         stem_stride: int | tuple[int, int] = 1,
+        freq_bands: int = 1,
     ) -> None:
         super().__init__()
         if in_channels < 1 or dim < 1 or depth < 1 or rep_dim < 1:
@@ -160,6 +161,8 @@ class TFRNN(nn.Module):
             )
         if rnn_hidden is not None and rnn_hidden < 1:
             raise ValueError(f"TFRNN: rnn_hidden must be >= 1 or None, got {rnn_hidden}")
+        if freq_bands < 1:
+            raise ValueError(f"TFRNN: freq_bands must be >= 1, got {freq_bands}")
         if stem_kernel < 1 or stem_kernel % 2 == 0:
             raise ValueError(f"TFRNN: stem_kernel must be a positive odd int, got {stem_kernel}")
         self.in_channels = in_channels
@@ -167,6 +170,7 @@ class TFRNN(nn.Module):
         self.depth = depth
         self.rep_dim = rep_dim
         self.multiscale = multiscale
+        self.freq_bands = freq_bands
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dim, stem_kernel, stride=_pair(stem_stride), padding=stem_kernel // 2, bias=False),
             nn.BatchNorm2d(dim),
@@ -174,7 +178,7 @@ class TFRNN(nn.Module):
         )
         self.blocks = nn.ModuleList(TFRNNBlock(dim, rnn, bidirectional, dropout, rnn_hidden) for _ in range(depth))
         n_scales = depth if multiscale else 1
-        self.head = nn.Linear(2 * dim * n_scales, rep_dim)
+        self.head = nn.Linear(2 * dim * freq_bands * n_scales, rep_dim)
 
     @property
     def out_dim(self) -> int:
@@ -182,7 +186,13 @@ class TFRNN(nn.Module):
         return self.rep_dim
 
     def forward_scales(self, x: Tensor) -> list[Tensor]:
-        """Return one (B, 2D) vector (mean ‖ max over F, T) per scale, finest first."""
+        """Return one (B, 2·D·bands) vector (mean ‖ max over T and F-bands) per scale, finest first.
+
+        ``freq_bands == 1`` pools over all of (F, T) as DESIGN.md defines;
+        ``freq_bands > 1`` pools time fully but frequency into that many
+        contiguous bands (adaptive pooling), so the vector still says *where*
+        in the spectrum a feature fired (EEG rhythms live in fixed bands).
+        """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"TFRNN expects (B, {self.in_channels}, F, T) spectrograms, got shape {tuple(x.shape)}"
@@ -193,7 +203,12 @@ class TFRNN(nn.Module):
             if i > 0:
                 h = _pool2x(h).contiguous()
             h = block(h)
-            scales.append(torch.cat([h.mean(dim=(1, 2)), h.amax(dim=(1, 2))], dim=1))
+            if self.freq_bands == 1:
+                scales.append(torch.cat([h.mean(dim=(1, 2)), h.amax(dim=(1, 2))], dim=1))
+            else:
+                hm = F.adaptive_avg_pool1d(h.mean(dim=2).transpose(1, 2), self.freq_bands)  # (B, D, bands)
+                hx = F.adaptive_max_pool1d(h.amax(dim=2).transpose(1, 2), self.freq_bands)
+                scales.append(torch.cat([hm.flatten(1), hx.flatten(1)], dim=1))
         return scales
 
     def forward(self, x: Tensor) -> Tensor:
