@@ -196,6 +196,32 @@ class Noise(_Op):
         return x + torch.randn_like(x) * (self.std * _gate(x, self.p))
 
 
+class Mix(_Op):
+    """Mix each sample with another one of the batch (BYOL-A's mixup, log domain).
+
+    ``log((1 - l)·exp(x) + l·exp(x_other))`` with a per-sample l ~ U(0, alpha):
+    the other window acts as background activity of lower weight, so the
+    encoder must keep what dominates the window rather than every detail.
+    Computed with logaddexp, batched, no loop over samples.
+    """
+
+    def __init__(self, p: float, alpha: float) -> None:
+        super().__init__(p)
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"augment op 'mix': 'alpha' must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        if b < 2 or self.alpha == 0.0:
+            return x
+        lam = torch.rand(b, device=x.device, dtype=x.dtype) * self.alpha
+        lam = (lam * (torch.rand(b, device=x.device) < self.p).to(x.dtype)).view(b, 1, 1, 1)
+        other = x[torch.randperm(b, device=x.device)]
+        mixed = torch.logaddexp(x + torch.log1p(-lam), other + torch.log(lam.clamp_min(1e-12)))
+        return torch.where(lam > 0, mixed, x)
+
+
 # ------------------------------------------------------------------ kornia ops
 
 
@@ -326,6 +352,10 @@ def _mk_noise(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
     return Noise(p, _nonneg(op, "std", kw.get("std", 0.05)))
 
 
+def _mk_mix(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
+    return Mix(p, _nonneg(op, "alpha", kw.get("alpha", 0.3)))
+
+
 def _mk_identity(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
     return Identity(p)
 
@@ -340,6 +370,7 @@ OPS: dict[str, tuple[tuple[str, ...], Callable[[str, float, dict[str, Any]], nn.
     "freq_mask": (("max_width", "n_masks", "fill"), _mk_mask(FreqMask)),
     "time_shift": (("max_fraction",), _mk_shift),
     "noise": (("std",), _mk_noise),
+    "mix": (("alpha",), _mk_mix),
     "identity": ((), _mk_identity),
 }
 

@@ -19,6 +19,7 @@ ALL_OPS_P1 = [
     {"name": "freq_mask", "p": 1.0, "max_width": 0.3, "n_masks": 2, "fill": "mean"},
     {"name": "time_shift", "p": 1.0, "max_fraction": 0.2},
     {"name": "noise", "p": 1.0, "std": 0.1},
+    {"name": "mix", "p": 1.0, "alpha": 0.4},
     {"name": "identity", "p": 1.0},
 ]
 
@@ -180,3 +181,18 @@ def test_views_move_with_to() -> None:
     views = TwoViews(DEFAULT_VIEW_A, DEFAULT_VIEW_B).to("cpu").to(torch.float32)
     a, b = views(torch.randn(4, 1, 17, 45))
     assert a.shape == b.shape == (4, 1, 17, 45)
+
+
+def test_mix_blends_with_another_sample_in_log_domain() -> None:
+    from trls_core.augment import build_view
+
+    torch.manual_seed(0)
+    x = torch.stack([torch.full((1, 4, 5), 0.0), torch.full((1, 4, 5), 5.0)])
+    y = build_view([{"name": "mix", "p": 1.0, "alpha": 0.5}])(x)
+    # a log-domain blend lies between the sample and its partner, closer to the sample
+    assert torch.all(y[0] >= x[0]) and torch.all(y[0] <= x[1])
+    assert torch.all(y[1] <= x[1]) and torch.all(y[1] >= x[0])
+    assert not torch.equal(y, x)
+    assert torch.equal(build_view([{"name": "mix", "p": 0.0, "alpha": 0.5}])(x), x)
+    with pytest.raises(ValueError, match="alpha"):
+        build_view([{"name": "mix", "alpha": 1.5}])

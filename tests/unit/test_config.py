@@ -30,7 +30,7 @@ def test_every_profile_instantiates(profile: str) -> None:
 
 def test_paper_profile_overrides_small() -> None:
     small, paper = load_params(PARAMS, "small"), load_params(PARAMS, "paper")
-    assert (small.pretrain.epochs, paper.pretrain.epochs) == (20, 40)
+    assert (small.pretrain.epochs, paper.pretrain.epochs) == (10, 40)
     assert paper.pretrain.batch_size == 128
     # untouched keys survive the deep merge
     assert paper.model.tfrnn.rnn == small.model.tfrnn.rnn
