@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run test test-fast bench clean-venv
+.PHONY: setup run pipeline ui test test-fast bench clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -31,6 +31,15 @@ run: setup
 	$(BIN)/dvc repro
 	$(BIN)/trls pretrain
 	$(BIN)/trls evaluate
+
+# The same job as a Prefect flow with MLflow tracking and model registration
+# (sqlite store ./mlflow.db, artifacts ./mlartifacts; ephemeral Prefect API).
+pipeline: setup
+	$(BIN)/python -m flows.pipeline
+
+# MLflow UI on the same store: http://127.0.0.1:5000
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 test: setup
 	$(BIN)/python -m pytest -q

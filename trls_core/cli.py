@@ -124,5 +124,21 @@ def data_spectrogram(dataset: str, params: Path = ParamsOpt, root: Path = RootOp
     _stage("spectrogram", dataset, params, root)
 
 
+@app.command()
+def schedule(
+    cron: str = typer.Option("0 3 * * 1", "--cron", help="cron expression (UTC) for the retraining runs"),
+    name: str = typer.Option("trls-retrain", "--name", help="Prefect deployment name"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Serve the whole pipeline as a cron-scheduled Prefect deployment (blocks until Ctrl-C)."""
+
+    def go() -> None:
+        from flows.schedule import serve_pipeline
+
+        serve_pipeline(cron=cron, name=name, params_path=str(params))
+
+    _guard(go)
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

@@ -1,0 +1,132 @@
+"""Prefect 3 flows: the orchestration layer over ``trls_core`` (DESIGN.md §4).
+
+Thin on purpose: every flow loads params, calls one stage function of
+``trls_core`` per task and passes only paths and MLflow run ids between
+tasks (never tensors or models). DVC owns the data and its caching, so no
+task here persists or caches Prefect results.
+
+Modules: ``pretrain`` (one task per seed), ``finetune`` (evaluation
+protocol), ``pipeline`` (DVC data -> pretrain -> evaluate -> registry, under
+one MLflow parent run), ``schedule`` (cron deployment of the pipeline).
+
+This package imports nothing heavy at import time; the helpers below are
+shared by the flow modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = [
+    "NullTracker", "experiment_name", "flow_run_tags", "numeric_metrics", "resolve_paths", "run_logger", "start_run",
+]
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger inside a flow/task run (shown in the UI), a module logger outside one.
+
+    The fallback lets a task's ``.fn`` be called directly (tests, scripts).
+    """
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("flows")
+
+
+def resolve_paths(root: str | Path, params_path: str | Path) -> tuple[Path, Path]:
+    """Absolute project root and params file; a relative params path is relative to ``root``.
+
+    Flows may run in another process (a deployment's runner), so every path
+    they hand to tasks is made absolute once, here.
+    """
+    root_p = Path(root).expanduser().resolve()
+    params_p = Path(params_path).expanduser()
+    if not params_p.is_absolute():
+        params_p = root_p / params_p
+    return root_p, params_p.resolve()
+
+
+def experiment_name(dataset: str) -> str:
+    """One MLflow experiment per dataset (DESIGN.md §4)."""
+    return f"trls-{dataset}"
+
+
+def numeric_metrics(d: dict[str, Any], drop: tuple[str, ...] = ("seed",)) -> dict[str, float]:
+    """Finite scalar numbers of a (nested) result dict, with dotted keys: what MLflow metrics accept."""
+    from trls_core.config import flatten
+
+    out: dict[str, float] = {}
+    for k, v in flatten(d).items():
+        if k in drop or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            out[k] = float(v)
+    return out
+
+
+class NullTracker:
+    """Stand-in for ``trls_core.tracking.Tracker`` when a flow runs with ``track=False``.
+
+    Same methods, all no-ops, so the flows have one code path whether or
+    not MLflow is used.
+    """
+
+    run_id: str | None = None
+
+    def __enter__(self) -> "NullTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def log_params(self, *a: Any, **k: Any) -> None: ...
+    def log_metrics(self, *a: Any, **k: Any) -> None: ...
+    def log_artifact(self, *a: Any, **k: Any) -> None: ...
+    def set_tags(self, *a: Any, **k: Any) -> None: ...
+    def finish(self, *a: Any, **k: Any) -> None: ...
+
+    def child(self, *a: Any, **k: Any) -> "NullTracker":
+        return NullTracker()
+
+
+@contextmanager
+def start_run(
+    track: bool,
+    root: Path,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[Any]:
+    """An MLflow run (``Tracker.start``) when tracking, else a :class:`NullTracker`.
+
+    ``trls_core.tracking`` (the only mlflow importer) is imported only when
+    tracking is on, so ``track=False`` flows never load mlflow.
+    """
+    if not track:
+        yield NullTracker()
+        return
+    from trls_core.tracking import Tracker
+
+    with Tracker.start(root, experiment, run_name, params=params, tags=tags, parent_run_id=parent_run_id) as run:
+        yield run
+
+
+def flow_run_tags() -> dict[str, str]:
+    """Tags linking an MLflow run to the Prefect flow run that made it."""
+    from prefect.runtime import flow_run
+
+    tags = {}
+    if flow_run.id:
+        tags["prefect.flow_run_id"] = str(flow_run.id)
+    if flow_run.name:
+        tags["prefect.flow_run_name"] = str(flow_run.name)
+    return tags

@@ -1,0 +1,210 @@
+"""The whole pipeline as one Prefect flow: DVC data -> pretrain -> evaluate -> registry.
+
+Steps:
+
+1. ``dvc-repro`` (task, retried): ``dvc repro fetch@<ds> parquet@<ds>
+   spectrogram@<ds>`` in the project root, so the data is exactly what
+   ``dvc.lock`` describes (DVC skips what is up to date; Prefect caches
+   nothing of it).
+2. :func:`flows.pretrain.pretrain_flow` and :func:`flows.finetune.finetune_flow`
+   as subflows, their MLflow runs nested under ONE parent run tagged with the
+   git commit, the ``dvc.lock`` digests and the profile.
+3. ``register`` (task): the first seed's encoder (with its preprocessing) goes
+   to the Model Registry and becomes ``champion`` only if it beats the
+   current one on the same test split (score: linear-probe macro-F1 mean;
+   split: ``tracking.split_digest``, the Parquet digest + task).
+
+A failing step raises, so Prefect marks the flow run Failed with the cause
+and the MLflow parent run ends FAILED; the stages write atomically, so what
+earlier steps produced stays intact for the rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+from flows.finetune import finetune_flow
+from flows.pretrain import pretrain_flow
+
+DVC_STAGES = ("fetch", "parquet", "spectrogram")
+STDERR_TAIL = 2000
+
+
+class DvcReproError(RuntimeError):
+    """``dvc repro`` exited non-zero; the message carries the tail of DVC's output."""
+
+
+def dvc_executable() -> str:
+    """The venv's ``dvc`` (next to this interpreter), so the flow uses the pinned DVC, not a system one."""
+    local = Path(sys.executable).with_name("dvc")
+    if local.is_file():
+        return str(local)
+    found = shutil.which("dvc")
+    if found is None:
+        raise DvcReproError(f"dvc not found next to {sys.executable} nor on PATH: install the project's venv")
+    return found
+
+
+@task(name="dvc-repro", task_run_name="dvc-repro-{dataset}", retries=2, retry_delay_seconds=[10, 30],
+      cache_policy=NO_CACHE, persist_result=False)
+def dvc_repro(root: str, dataset: str) -> str:
+    """Reproduce the dataset's data stages; returns DVC's last output lines.
+
+    Retried because ``fetch`` talks to the network; a deterministic failure
+    (bad params, broken raw file) fails the same way three times, and the
+    raised message keeps DVC's own error text.
+    """
+    logger = run_logger()
+    cmd = [dvc_executable(), "repro", *(f"{stage}@{dataset}" for stage in DVC_STAGES)]
+    logger.info("running %s in %s", " ".join(cmd[1:]), root)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    out = (proc.stdout or "").strip()
+    if proc.returncode != 0:
+        tail = ((proc.stderr or "").strip() or out)[-STDERR_TAIL:]
+        raise DvcReproError(f"`dvc {' '.join(cmd[1:])}` failed (exit {proc.returncode}) in {root}:\n{tail}")
+    last = "\n".join(out.splitlines()[-5:])
+    logger.info("dvc repro done:\n%s", last)
+    return last
+
+
+def metrics_file(report_dir: Path, task_name: str) -> Path:
+    """metrics.json for the binary task, metrics_<task>.json otherwise (as ``evaluate_all`` names them)."""
+    return report_dir / ("metrics.json" if task_name == "binary" else f"metrics_{task_name}.json")
+
+
+def promotion_score(report_dir: Path, task_name: str) -> float:
+    """The promotion score: linear-probe macro-F1 mean over the evaluation seeds (test split)."""
+    from trls_core.errors import DataError
+
+    mpath = metrics_file(report_dir, task_name)
+    if not mpath.is_file():
+        raise DataError(f"{mpath} not found: cannot score the model for promotion")
+    metrics = json.loads(mpath.read_text())
+    try:
+        return float(metrics["linear_probe"]["macro_f1"]["mean"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{mpath}: no linear_probe.macro_f1.mean ({exc!r})") from None
+
+
+@task(name="register", cache_policy=NO_CACHE, persist_result=False)
+def register_task(
+    root: str,
+    parent_run_id: str,
+    model_dir: str,
+    spectrogram_dir: str,
+    report_dir: str,
+    task_name: str,
+    model_name: str,
+) -> dict[str, Any]:
+    """Register the encoder from the parent run and promote it if it beats the champion.
+
+    Comparable only on the same test split of the same task: the split
+    digest is ``tracking.split_digest`` (meta.json ``parquet_sha256`` + task).
+    """
+    from trls_core.tracking import promote_if_better, register_encoder, resume_run, split_digest
+
+    logger = run_logger()
+    score = promotion_score(Path(report_dir), task_name)
+    digest = split_digest(Path(spectrogram_dir), task_name)
+    run = resume_run(Path(root), parent_run_id)  # not a `with`: the flow's parent run ends it
+    version = register_encoder(run, Path(model_dir), Path(spectrogram_dir), model_name,
+                               task=task_name, test_macro_f1=score)
+    promoted, reason = promote_if_better(model_name, version, score, digest, root=Path(root))
+    run.log_metrics({"promotion_score": score}, step=0)
+    run.set_tags({"promoted": str(promoted), "promotion_reason": reason})
+    logger.info("%s v%s (linear-probe macro-F1 %.4f): %s", model_name, version, score, reason)
+    return {"model_name": model_name, "version": str(version), "score": score, "split_digest": digest,
+            "promoted": bool(promoted), "reason": reason}
+
+
+def _parent_tags(root: Path, params: Any, dataset: str) -> dict[str, str]:
+    """Provenance of the whole run: code (git commit) and settings (profile).
+
+    ``Tracker.start`` adds the ``dvc.lock`` output digests (``dvc.<stage>:<path>``)
+    and ``mlflow.source.git.commit`` to every top-level run itself.
+    """
+    from trls_core.tracking import git_commit
+
+    return {"stage": "pipeline", "dataset": dataset, "profile": params.profile,
+            "git_commit": str(git_commit(root) or "unknown"), **flow_run_tags()}
+
+
+@flow(name="trls-pipeline", validate_parameters=True)
+def pipeline_flow(
+    root: str = ".",
+    params_path: str = "params.yaml",
+    profile: str | None = None,
+    dataset: str | None = None,
+    track: bool = True,
+    register: bool = True,
+    model_name: str = "trls-epilepsy-encoder",
+    skip_data: bool = False,
+) -> dict[str, Any]:
+    """Data (DVC) -> pretraining -> evaluation -> registration, as one observable run.
+
+    ``dataset`` defaults to ``pretrain.dataset`` and must match it (the
+    trained data is what params say). ``skip_data`` skips ``dvc repro`` (the
+    data is already built, e.g. in tests). DVC reads ``<root>/params.yaml``;
+    ``params_path`` (relative to ``root`` unless absolute) is what the
+    training steps read. Registration needs tracking; with ``track=False``
+    it is skipped. Returns the model folders, report folder, MLflow parent
+    run id and the registration outcome.
+
+    (Prefect's parameter validation warns that ``register`` shadows a pydantic
+    attribute name; the parameter still validates and binds normally.)
+    """
+    from trls_core.config import load_params
+    from trls_core.errors import ConfigError
+    from trls_core.paths import model_dir, spectrogram_dir
+
+    logger = run_logger()
+    root_p, params_p = resolve_paths(root, params_path)
+    params = load_params(params_p, profile)
+    ds = dataset or params.pretrain.dataset
+    params.dataset(ds)
+    if ds != params.pretrain.dataset or ds != params.evaluate.dataset:
+        raise ConfigError(
+            f"pipeline dataset {ds!r} but params pretrain.dataset={params.pretrain.dataset!r}, "
+            f"evaluate.dataset={params.evaluate.dataset!r}: set those (or a profile) to {ds!r}"
+        )
+
+    if skip_data:
+        logger.info("skip_data: using the data already in %s", spectrogram_dir(root_p, ds))
+    else:
+        dvc_repro(str(root_p), ds)
+
+    sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track}
+    result: dict[str, Any] = {"dataset": ds, "profile": params.profile}
+    tags = _parent_tags(root_p, params, ds) if track else {}
+    with start_run(track, root_p, experiment_name(ds), f"pipeline/{params.profile}",
+                   params={"profile": params.profile, "dataset": ds, "encoder": params.model.encoder,
+                           "task": params.evaluate.task, "params_path": str(params_p)},
+                   tags=tags) as parent:
+        result["run_id"] = parent.run_id
+        result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
+        result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
+        if register and track:
+            mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
+            result["registration"] = register_task(
+                str(root_p), parent.run_id, str(mdir), str(spectrogram_dir(root_p, ds)),
+                result["report_dir"], params.evaluate.task, model_name,
+            )
+        elif register:
+            logger.warning("register=True needs track=True (the registry is MLflow's): not registering")
+    logger.info("pipeline done: %s", result)
+    return result
+
+
+if __name__ == "__main__":  # `python -m flows.pipeline`: one run on an ephemeral Prefect API
+    pipeline_flow()

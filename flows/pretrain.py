@@ -1,0 +1,128 @@
+"""Pretraining flow: one Prefect task per seed around ``trls_core.stages.pretrain.pretrain_seed``.
+
+Each seed is its own task run (retried, observed and failed separately) and,
+when tracking, its own MLflow run nested under a ``pretrain`` run, which in
+turn nests under the pipeline's parent run when one is given. Per-epoch
+loss / lr / tau go to the seed's run as they are produced.
+
+Seeds run one after another: on the 2-core CPU machines parallel seeds only
+fight over the same cores; past one machine the scale-out is torch DDP or a
+Dask task runner (DESIGN.md §4), not threads here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+
+EPOCH_KEYS = {"loss": "loss", "lr": "lr", "tau": "tau", "seconds": "epoch_seconds"}
+
+
+def _epoch_metrics(rec: dict[str, Any]) -> dict[str, float]:
+    return {name: float(rec[k]) for k, name in EPOCH_KEYS.items() if isinstance(rec.get(k), (int, float))}
+
+
+def _run_params(params: Any) -> dict[str, Any]:
+    """What determines the weights, flattened for MLflow run parameters."""
+    from trls_core.config import flatten
+
+    return flatten({
+        "profile": params.profile,
+        "model": params.model.model_dump(),
+        "augment": params.augment.model_dump(),
+        "pretrain": params.pretrain.model_dump(),
+    })
+
+
+@task(
+    name="pretrain-seed",
+    task_run_name="pretrain-seed{seed}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def pretrain_seed_task(
+    root: str,
+    params_path: str,
+    profile: str | None,
+    seed: int,
+    track: bool = True,
+    parent_run_id: str | None = None,
+) -> str:
+    """Pretrain (resume, or skip when done) one seed; returns its model folder.
+
+    Params are re-read from the file rather than passed in, so the task's
+    inputs stay plain paths.
+    """
+    from trls_core.config import load_params
+    from trls_core.stages.pretrain import pretrain_seed
+
+    logger = run_logger()
+    params = load_params(params_path, profile)
+    ds = params.pretrain.dataset
+    tags = {"stage": "pretrain", "seed": str(seed), "profile": params.profile, **flow_run_tags()}
+    with start_run(track, Path(root), experiment_name(ds), f"pretrain/seed={seed}",
+                   params={"seed": seed}, tags=tags, parent_run_id=parent_run_id) as run:
+        logged: set[int] = set()
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            logger.info("seed %d epoch %d/%d: loss %.4f lr %.2e tau %.4f", seed, rec["epoch"] + 1,
+                        params.pretrain.epochs, rec["loss"], rec["lr"], rec["tau"])
+            run.log_metrics(_epoch_metrics(rec), step=int(rec["epoch"]))
+            logged.add(int(rec["epoch"]))
+
+        out = pretrain_seed(Path(root), params, seed, progress=False, on_epoch=on_epoch)
+        info = json.loads((out / "encoder.json").read_text())
+        # a resumed or already-finished seed ran fewer epochs now than its history
+        # holds: log the rest from encoder.json so every seed run has its full curve
+        for rec in info.get("history", []):
+            if int(rec["epoch"]) not in logged:
+                run.log_metrics(_epoch_metrics(rec), step=int(rec["epoch"]))
+        run.set_tags({
+            "model_dir": str(out),
+            "fingerprint": str(info.get("fingerprint")),
+            "resumed_from_epoch": str(info.get("resumed_from_epoch")),
+        })
+        for name in ("encoder.json", "loss_curve.png"):
+            if (out / name).is_file():
+                run.log_artifact(out / name)
+        if not logged:
+            logger.info("seed %d: already pretrained with these parameters: %s", seed, out)
+    logger.info("seed %d: encoder in %s", seed, out)
+    return str(out)
+
+
+@flow(name="trls-pretrain", validate_parameters=True)
+def pretrain_flow(
+    root: str = ".",
+    params_path: str = "params.yaml",
+    profile: str | None = None,
+    seeds: list[int] | None = None,
+    track: bool = True,
+    parent_run_id: str | None = None,
+) -> list[str]:
+    """BYOL pretraining of every seed (``seeds`` overrides ``pretrain.seeds``); returns the model folders.
+
+    ``params_path`` is relative to ``root`` unless absolute. With ``track``
+    the seed runs nest under one ``pretrain`` MLflow run (itself under
+    ``parent_run_id`` when the pipeline passes one).
+    """
+    from trls_core.config import load_params
+
+    logger = run_logger()
+    root_p, params_p = resolve_paths(root, params_path)
+    params = load_params(params_p, profile)  # fail fast on bad params, before any run is opened
+    seed_list = list(seeds) if seeds else list(params.pretrain.seeds)
+    logger.info("pretraining %s on %s, profile %s, seeds %s (root %s)", params.model.encoder,
+                params.pretrain.dataset, params.profile, seed_list, root_p)
+    tags = {"stage": "pretrain", "profile": params.profile, **flow_run_tags()}
+    run_params = {**_run_params(params), "pretrain.seeds": seed_list}
+    with start_run(track, root_p, experiment_name(params.pretrain.dataset), "pretrain",
+                   params=run_params, tags=tags, parent_run_id=parent_run_id) as run:
+        dirs = [pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id) for s in seed_list]
+    return dirs
