@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Telemetry off and slow-machine start-up limits for every test (STACK.md). Set
+# here, before any test module imports mlflow/prefect: mlflow reads them at import.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "DVC_NO_ANALYTICS": "1",
+}
+for _key, _val in TELEMETRY_OFF.items():
+    os.environ.setdefault(_key, _val)
 
 # --- tiny_bonn_mirror (owner: data layer, epilepsy) -------------------------
 TINY_BONN_SEGMENTS = 3

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from tests.conftest import TELEMETRY_OFF
+
 import pytest
 
 pytestmark = [
@@ -26,13 +28,6 @@ pytestmark = [
     pytest.mark.filterwarnings('ignore:Field name "register" in:UserWarning'),
 ]
 
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
-    "DVC_NO_ANALYTICS": "1",
-}
 
 
 def _tracking_available() -> bool:

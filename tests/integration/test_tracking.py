@@ -8,15 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
-# mlflow decides on telemetry when it is imported: opt out before the import below.
-for _key, _val in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
-    os.environ.setdefault(_key, _val)
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+from tests.conftest import TELEMETRY_OFF  # noqa: E402
 from trls_core import tracking  # noqa: E402
 from trls_core.tracking import Tracker  # noqa: E402
 
@@ -28,12 +25,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning:mlflow.*"),
 ]
 
-ENV = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
-}
 N_SAMPLES = 64
 STFT = {"n_fft": 16, "hop": 8, "win_length": None, "window": "hann", "center": True, "log_eps": 1e-3,
         "fmax_bin": None, "normalisation": "train_per_freq", "dtype": "float32"}
@@ -59,7 +50,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        for k, v in ENV.items():
+        for k, v in TELEMETRY_OFF.items():
             mp.setenv(k, v)
         mp.setenv("PREFECT_HOME", str(root / ".prefect"))
         yield root
