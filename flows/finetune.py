@@ -20,6 +20,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from trls_core.paths import report_file
+
 from flows import experiment_name, flow_run_tags, numeric_metrics, resolve_paths, run_logger, start_run
 
 
@@ -83,8 +85,7 @@ def evaluate_task(
         if track:
             from trls_core.tracking import log_evaluation
 
-            suffix = "" if ev.task == "binary" else f"_{ev.task}"  # evaluate_all's file naming
-            log_evaluation(run, rdir, metrics_file=f"metrics{suffix}.json")
+            log_evaluation(run, rdir, metrics_file=report_file(rdir, "metrics.json", ev.task).name)
     logger.info("reports written to %s", rdir)
     return str(rdir)
 

@@ -32,6 +32,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from trls_core.paths import report_file
+
 from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
@@ -78,16 +80,11 @@ def dvc_repro(root: str, dataset: str) -> str:
     return last
 
 
-def metrics_file(report_dir: Path, task_name: str) -> Path:
-    """metrics.json for the binary task, metrics_<task>.json otherwise (as ``evaluate_all`` names them)."""
-    return report_dir / ("metrics.json" if task_name == "binary" else f"metrics_{task_name}.json")
-
-
 def promotion_score(report_dir: Path, task_name: str) -> float:
     """The promotion score: linear-probe macro-F1 mean over the evaluation seeds (test split)."""
     from trls_core.errors import DataError
 
-    mpath = metrics_file(report_dir, task_name)
+    mpath = report_file(report_dir, "metrics.json", task_name)
     if not mpath.is_file():
         raise DataError(f"{mpath} not found: cannot score the model for promotion")
     metrics = json.loads(mpath.read_text())

@@ -30,3 +30,13 @@ def model_dir(root: Path, dataset: str, encoder: str, seed: int) -> Path:
 
 def report_dir(root: Path, dataset: str) -> Path:
     return root / "reports" / dataset
+
+
+def report_file(directory: Path, name: str, task: str) -> Path:
+    """``metrics.json`` for the default binary task, ``metrics_<task>.json`` otherwise.
+
+    One naming rule for the evaluation step and everything that reads its
+    reports (flows, tracking), so the two never drift apart.
+    """
+    stem, dot, ext = name.rpartition(".")
+    return directory / (name if task == "binary" else f"{stem}_{task}{dot}{ext}")

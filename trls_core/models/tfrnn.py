@@ -203,12 +203,10 @@ class TFRNN(nn.Module):
             if i > 0:
                 h = _pool2x(h).contiguous()
             h = block(h)
-            if self.freq_bands == 1:
-                scales.append(torch.cat([h.mean(dim=(1, 2)), h.amax(dim=(1, 2))], dim=1))
-            else:
-                hm = F.adaptive_avg_pool1d(h.mean(dim=2).transpose(1, 2), self.freq_bands)  # (B, D, bands)
-                hx = F.adaptive_max_pool1d(h.amax(dim=2).transpose(1, 2), self.freq_bands)
-                scales.append(torch.cat([hm.flatten(1), hx.flatten(1)], dim=1))
+            # mean/max over T, then over F-bands; one band = the global (F, T) pooling
+            hm = F.adaptive_avg_pool1d(h.mean(dim=2).transpose(1, 2), self.freq_bands)  # (B, D, bands)
+            hx = F.adaptive_max_pool1d(h.amax(dim=2).transpose(1, 2), self.freq_bands)
+            scales.append(torch.cat([hm.flatten(1), hx.flatten(1)], dim=1))
         return scales
 
     def forward(self, x: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split, task_info
-from trls_core.paths import model_dir, report_dir, spectrogram_dir
+from trls_core.paths import model_dir, report_dir, report_file, spectrogram_dir
 from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ def evaluate_all(
 
     encoders: dict[int, nn.Module] = {}
     for s in pp.seeds:
-        enc, info = load_encoder(model_dir(root, pp.dataset, params.model.encoder, s))
-        encoders[s] = enc
+        encoders[s], _ = load_encoder(model_dir(root, pp.dataset, params.model.encoder, s))
 
     def encoder_factory(seed: int) -> nn.Module:
         # evaluation seed i uses pretraining seed pp.seeds[i mod K]: with K pretraining
@@ -113,15 +112,14 @@ def evaluate_all(
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     rdir = report_dir(root, ev.dataset)
-    suffix = "" if ev.task == "binary" else f"_{ev.task}"
-    write_metrics_json(results, rdir / f"metrics{suffix}.json")
-    write_summary_md(results, rdir / f"summary{suffix}.md")
+    write_metrics_json(results, report_file(rdir, "metrics.json", ev.task))
+    write_summary_md(results, report_file(rdir, "summary.md", ev.task))
     art = out.artifacts
     first = results["per_seed"][0]["linear_probe"]
-    plot_confusion_matrix(np.asarray(first["confusion_matrix"]), class_names, rdir / f"confusion_matrix{suffix}.png",
+    plot_confusion_matrix(np.asarray(first["confusion_matrix"]), class_names, report_file(rdir, "confusion_matrix.png", ev.task),
                           title=f"{ev.dataset} {ev.task}: linear probe, seed {ev.seeds[0]}")
-    plot_tsne(art["z_test"], art["y_test"], class_names, rdir / f"tsne{suffix}.png", seed=0, max_points=ev.tsne_points)
-    plot_label_fraction_curve(results["finetune"], rdir / f"label_fractions{suffix}.png",
+    plot_tsne(art["z_test"], art["y_test"], class_names, report_file(rdir, "tsne.png", ev.task), seed=0, max_points=ev.tsne_points)
+    plot_label_fraction_curve(results["finetune"], report_file(rdir, "label_fractions.png", ev.task),
                               reference=results["linear_probe"])
     logger.info("reports written to %s (%.0f s)", rdir, results["wall_seconds"])
     return rdir
