@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline ui test test-fast bench clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -26,16 +26,19 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# The main job: data (dvc repro) -> BYOL/TFRNN pretraining -> evaluation.
+# The main job, as a Prefect flow (ephemeral API) with MLflow tracking (sqlite
+# ./mlflow.db, artifacts ./mlartifacts): dvc repro -> BYOL/TFRNN pretraining ->
+# evaluation units (mapped tasks) -> reports -> model registry (challenger/champion).
 run: setup
+	$(BIN)/python -m flows.pipeline
+
+pipeline: run
+
+# The same work without Prefect/MLflow: the CLI steps one after another.
+run-bare: setup
 	$(BIN)/dvc repro
 	$(BIN)/trls pretrain
 	$(BIN)/trls evaluate
-
-# The same job as a Prefect flow with MLflow tracking and model registration
-# (sqlite store ./mlflow.db, artifacts ./mlartifacts; ephemeral Prefect API).
-pipeline: setup
-	$(BIN)/python -m flows.pipeline
 
 # MLflow UI on the same store: http://127.0.0.1:5000
 ui: setup
@@ -50,6 +53,11 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/bench_spectrogram.py
 	$(BIN)/python bench/bench_encoder.py
+
+# Prefect + MLflow overhead vs bare calls, full small-profile run each (~20 min on 2 cores)
+bench-orchestration: setup
+	$(BIN)/dvc repro
+	$(BIN)/python bench/bench_orchestration.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,28 +1,44 @@
-"""Evaluation flow: linear probe, label-fraction fine-tuning and controls -> ``reports/<dataset>/``.
+"""Evaluation flow: linear probe, label-fraction fine-tuning and controls, fanned out -> ``reports/<dataset>/``.
 
-One task around ``trls_core.stages.evaluate.evaluate_all``. Each protocol
-unit it reports (``linear_probe/seed=0``, ``finetune/0.1/seed=0``,
-``controls/<name>/seed=0``) becomes a nested MLflow run under an
-``evaluate`` run, which gets the report (metrics.json, summary, plots) via
-``tracking.log_evaluation``.
+The protocol's units (``trls_core.protocol``: ``linear_probe/seed=s``,
+``finetune/<fraction>/seed=s``, ``controls/<name>/seed=s``) are mapped as
+one ``evaluate-unit`` task run each, so every fraction x seed is visible,
+retried and failed on its own in the Prefect UI. Each unit writes its result
+file (``trls_core.stages.evaluate.evaluate_unit``) and, when tracking, its
+own MLflow run nested under one ``evaluate/<task>`` run. A ``report`` task
+then aggregates the unit files into ``metrics.json``, summary and plots and
+logs them to the ``evaluate`` run.
 
-Not yet a fan-out: ``evaluate_all`` runs the whole fractions x seeds
-protocol in one call (it embeds each seed once and shares that across the
-fractions), so the units are one task here. Mapping them as separate tasks
-needs the protocol split into per-unit functions in ``trls_core`` first.
+Tasks pass unit tuples, paths and run ids; each task loads the data it needs
+(cached per process, see :func:`_context`). A rerun reuses every unit
+result whose fingerprint is current, so a failed flow run picks up where it
+stopped.
+
+Task runner: one worker by default. On the 2-core CPU machines torch's
+intra-op threads already use both cores, and units running in threads of one
+process would share torch's global RNG (fine-tuning seeds it), which breaks
+per-seed reproducibility. For real parallelism use a process-based runner
+(e.g. prefect-dask) via ``finetune_flow.with_options(task_runner=...)``.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from trls_core.paths import report_file
 
 from flows import experiment_name, flow_run_tags, numeric_metrics, resolve_paths, run_logger, start_run
+
+_CTX_LOCK = threading.Lock()
+_CTX: dict[tuple[Any, ...], Any] = {}
 
 
 def _run_params(params: Any) -> dict[str, Any]:
@@ -43,54 +59,108 @@ def _with_task(params: Any, task_name: str | None) -> Any:
     return params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"task": task_name})})
 
 
+def _load(params_path: str, profile: str | None, task_name: str | None) -> Any:
+    from trls_core.config import load_params
+
+    return _with_task(load_params(params_path, profile), task_name)
+
+
+def _context(root: str, params_path: str, profile: str | None, task_name: str | None) -> tuple[Any, Any]:
+    """(params, EvalContext), loaded once per process and params file content.
+
+    Mapped unit tasks run in the same worker process: re-reading the
+    spectrogram tensors for each of ~40 units would be wasted I/O. Keyed by
+    the params file's bytes so an edited file is never served stale.
+    """
+    from trls_core.stages.evaluate import load_context
+
+    key = (root, params_path, Path(params_path).read_bytes(), profile, task_name)
+    with _CTX_LOCK:
+        if key not in _CTX:
+            _CTX.clear()
+            params = _load(params_path, profile, task_name)
+            _CTX[key] = (params, load_context(Path(root), params))
+        return _CTX[key]
+
+
 def _log_unit(run: Any, name: str, result: dict[str, Any]) -> None:
-    """One protocol unit as a nested run: its test metrics, and per-epoch curves for fine-tuning."""
-    parts = name.split("/")
-    unit_params = {"unit": name, "method": parts[0], "seed": result.get("seed")}
-    if "fraction" in result:
-        unit_params["fraction"] = result["fraction"]
-    with run.child(name, unit_params) as child:
-        child.log_metrics(numeric_metrics({k: v for k, v in result.items() if k != "history"}), step=0)
-        for row in result.get("history") or []:
-            if isinstance(row, dict) and "epoch" in row:
-                child.log_metrics(numeric_metrics(row, drop=("epoch",)), step=int(row["epoch"]))
+    """One protocol unit's MLflow metrics: test metrics at step 0, per-epoch curves for fine-tuning."""
+    run.log_metrics(numeric_metrics({k: v for k, v in result.items() if k != "history"}), step=0)
+    for row in result.get("history") or []:
+        if isinstance(row, dict) and "epoch" in row:
+            run.log_metrics(numeric_metrics(row, drop=("epoch",)), step=int(row["epoch"]))
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
-def evaluate_task(
+def _unit_params(unit: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"unit": unit.name, "method": unit.method, "seed": unit.seed}
+    if unit.fraction is not None:
+        out["fraction"] = unit.fraction
+    return out
+
+
+@task(name="evaluate-unit", task_run_name="{unit_name}", cache_policy=NO_CACHE, persist_result=False)
+def evaluate_unit_task(
     root: str,
     params_path: str,
     profile: str | None,
-    task_name: str | None = None,
+    task_name: str | None,
+    unit_name: str,
+    unit: tuple[str, int, float | None],
     track: bool = True,
     parent_run_id: str | None = None,
 ) -> str:
-    """Run the downstream protocol and write the reports; returns the report folder."""
-    from trls_core.config import load_params
-    from trls_core.stages.evaluate import evaluate_all
+    """Run (or reuse) one protocol unit; returns its result file. ``unit_name`` names the task run."""
+    from trls_core.protocol import Unit
+    from trls_core.stages.evaluate import evaluate_unit
 
     logger = run_logger()
-    params = _with_task(load_params(params_path, profile), task_name)
-    ev = params.evaluate
-    tags = {"stage": "evaluate", "task": ev.task, "profile": params.profile, **flow_run_tags()}
-    with start_run(track, Path(root), experiment_name(ev.dataset), f"evaluate/{ev.task}",
-                   params=_run_params(params), tags=tags, parent_run_id=parent_run_id) as run:
+    u = Unit(*unit)
+    params, ctx = _context(root, params_path, profile, task_name)
+    path, result, ran = evaluate_unit(Path(root), params, u, ctx)
+    f1 = result.get("macro_f1")
+    f1s = f"{f1:.4f}" if isinstance(f1, float) else str(f1)
+    if not ran:
+        logger.info("%s: stored result is current (macro-F1 %s), reused", u.name, f1s)
+        return str(path)
+    logger.info("%s: macro-F1 %s (%.1f s)", u.name, f1s, result.get("unit_seconds", float("nan")))
+    if track:
+        tags = {"stage": "evaluate-unit", "task": params.evaluate.task, **flow_run_tags()}
+        with start_run(True, Path(root), experiment_name(params.evaluate.dataset), u.name,
+                       params=_unit_params(u), tags=tags, parent_run_id=parent_run_id) as run:
+            _log_unit(run, u.name, result)
+    return str(path)
 
-        def on_result(name: str, result: dict[str, Any]) -> None:
-            f1 = result.get("macro_f1")
-            logger.info("%s: macro-F1 %s", name, f"{f1:.3f}" if isinstance(f1, float) else f1)
-            _log_unit(run, name, result)
 
-        rdir = evaluate_all(Path(root), params, progress=False, on_result=on_result)
-        if track:
-            from trls_core.tracking import log_evaluation
+@task(name="report", cache_policy=NO_CACHE, persist_result=False)
+def report_task(
+    root: str,
+    params_path: str,
+    profile: str | None,
+    task_name: str | None,
+    wall_seconds: float,
+    track: bool = True,
+    run_id: str | None = None,
+) -> str:
+    """Aggregate the unit results into the report files (and log them to the evaluate run)."""
+    from trls_core.stages.evaluate import write_reports
 
-            log_evaluation(run, rdir, metrics_file=report_file(rdir, "metrics.json", ev.task).name)
+    logger = run_logger()
+    params, ctx = _context(root, params_path, profile, task_name)
+    rdir = write_reports(Path(root), params, ctx, wall_seconds=wall_seconds)
+    if track and run_id:
+        from trls_core.tracking import log_evaluation, resume_run
+
+        run = resume_run(Path(root), run_id)  # not finished here: the flow's `with` ends it
+        log_evaluation(run, rdir, metrics_file=report_file(rdir, "metrics.json", params.evaluate.task).name)
     logger.info("reports written to %s", rdir)
     return str(rdir)
 
 
-@flow(name="trls-finetune", validate_parameters=True)
+class UnitsFailed(RuntimeError):
+    """One or more evaluation units failed; the message names them and their causes."""
+
+
+@flow(name="trls-finetune", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def finetune_flow(
     root: str = ".",
     params_path: str = "params.yaml",
@@ -101,14 +171,32 @@ def finetune_flow(
 ) -> str:
     """Evaluate the pretrained encoders (``task`` overrides ``evaluate.task``); returns the report folder.
 
-    ``params_path`` is relative to ``root`` unless absolute.
+    ``params_path`` is relative to ``root`` unless absolute. Every unit runs
+    even if another fails; the flow then fails naming each failed unit, and
+    the units that succeeded keep their result files for the rerun.
     """
-    from trls_core.config import load_params
+    from trls_core.stages.evaluate import units_for
 
     logger = run_logger()
+    t0 = time.perf_counter()
     root_p, params_p = resolve_paths(root, params_path)
-    params = _with_task(load_params(params_p, profile), task)  # fail fast on bad params
+    params = _load(str(params_p), profile, task)  # fail fast on bad params
     ev = params.evaluate
-    logger.info("evaluating %s on %s (task %s, seeds %s, fractions %s, profile %s)", params.model.encoder,
-                ev.dataset, ev.task, ev.seeds, ev.fractions, params.profile)
-    return evaluate_task(str(root_p), str(params_p), profile, task, track, parent_run_id)
+    units = units_for(params)
+    logger.info("evaluating %s on %s (task %s, seeds %s, fractions %s, profile %s): %d units",
+                params.model.encoder, ev.dataset, ev.task, ev.seeds, ev.fractions, params.profile, len(units))
+    tags = {"stage": "evaluate", "task": ev.task, "profile": params.profile, **flow_run_tags()}
+    with start_run(track, root_p, experiment_name(ev.dataset), f"evaluate/{ev.task}",
+                   params=_run_params(params), tags=tags, parent_run_id=parent_run_id) as run:
+        common = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "task_name": task}
+        futures = evaluate_unit_task.map(
+            **common, unit_name=[u.name for u in units], unit=[tuple(u) for u in units],
+            track=track, parent_run_id=run.run_id,
+        )
+        wait(futures)
+        failed = [(u, f.state) for u, f in zip(units, futures) if not f.state.is_completed()]
+        if failed:
+            causes = "; ".join(f"{u.name}: {s.message or s.name}" for u, s in failed)
+            raise UnitsFailed(f"{len(failed)} of {len(units)} evaluation units failed: {causes}")
+        rdir = report_task(**common, wall_seconds=time.perf_counter() - t0, track=track, run_id=run.run_id)
+    return rdir

@@ -176,6 +176,26 @@ class EvaluateParams(_Strict):
         return v
 
 
+class CompareParams(_Strict):
+    """Which methods (``trls_core.methods`` registry names) the compare flow runs."""
+
+    methods: list[str] = Field(default_factory=lambda: ["trls", "trls_cnn"])
+
+    @field_validator("methods")
+    @classmethod
+    def _known_unique(cls, v: list[str]) -> list[str]:
+        from trls_core.methods import METHODS
+
+        if not v:
+            raise ValueError("at least one method is required")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate methods in {v}")
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown} (known: {sorted(METHODS)})")
+        return v
+
+
 class Params(_Strict):
     """The whole params.yaml after the profile has been merged in."""
 
@@ -186,6 +206,7 @@ class Params(_Strict):
     augment: AugmentParams
     pretrain: PretrainParams = PretrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    compare: CompareParams = CompareParams()
 
     def dataset(self, name: str) -> DatasetParams:
         """The data-stage section of ``name``; unknown names fail with the known ones."""

@@ -1,4 +1,4 @@
-"""Downstream evaluation: linear probe, label-fraction fine-tuning, the protocol.
+"""Downstream evaluation: embedding, linear probe, label-fraction fine-tuning.
 
 Pure functions on tensors/arrays: no MLflow, no Prefect, no file I/O. The
 caller (a stage or a flow) passes data in, gets plain dicts back (JSON-able
@@ -16,14 +16,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from trls_core.errors import DataError
-from trls_core.metrics import DEFAULT_KEYS, aggregate_runs, classification_metrics
+from trls_core.metrics import classification_metrics
 
 #: Fractions of the labelled training set of DESIGN.md §1.5.
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0)
@@ -522,172 +522,3 @@ def finetune(
     if return_model:
         out["model"] = model.cpu().eval()
     return out
-
-
-# --------------------------------------------------------------------------- protocol
-
-
-class ProtocolOutput(NamedTuple):
-    """What :func:`run_protocol` returns: the JSON-able results and in-memory artifacts.
-
-    ``artifacts`` (not JSON) holds, for the first seed: ``z_test`` (N, R)
-    embeddings of the test split, ``y_test``, ``linear_probe_y_pred``,
-    ``finetune_histories`` {fraction key: history}; meant for the plots.
-    """
-
-    results: dict[str, Any]
-    artifacts: dict[str, Any]
-
-
-def run_protocol(
-    encoder_factory: Callable[[int], nn.Module],
-    data: dict[str, Any],
-    class_names: Sequence[str],
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
-    finetune_kwargs: dict[str, Any] | None = None,
-    random_encoder_factory: Callable[[int], nn.Module] | None = None,
-    fraction_indices: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
-    progress: bool = True,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
-    device: str | torch.device = "cpu",
-    embed_batch_size: int = 512,
-    probe_kwargs: dict[str, Any] | None = None,
-    spectrogram_control: bool = True,
-) -> ProtocolOutput:
-    """The downstream protocol of DESIGN.md §1.5 over seeds; aggregated as mean ± std.
-
-    For every seed ``s``: linear probe of ``encoder_factory(s)`` (the
-    pretrained encoder of that seed / pretraining subset), fine-tuning of it
-    on ``fraction_indices(y_train, f, s)`` for each fraction ``f``, and the
-    random-init control ``random_encoder_factory(s)``. The
-    ``spectrogram_linear`` control (logistic regression on the flattened
-    spectrogram pixels) does not depend on the seed (deterministic lbfgs on
-    fixed data), so it is fitted once, with the first seed, and its
-    aggregate has ``n == 1`` and ``std == 0``.
-
-    ``data`` holds ``x_train, y_train, x_val, y_val, x_test, y_test``
-    (tensors). ``finetune_kwargs`` go to :func:`finetune` (epochs,
-    batch_size, lr, encoder_lr, weight_decay, and optionally augment,
-    class_weight, patience, on_epoch, ...); ``device``/``progress`` are
-    filled in unless given there. ``probe_kwargs`` go to
-    :func:`linear_probe` (c_grid, max_iter).
-
-    ``on_result(name, metrics)`` is called after each unit with names
-    ``"linear_probe/seed=0"``, ``"finetune/0.1/seed=0"``,
-    ``"controls/spectrogram_linear/seed=0"``,
-    ``"controls/random_encoder_linear/seed=0"`` and a JSON-able dict
-    (metrics, including ``seed``), e.g. to log nested MLflow runs.
-
-    ``results`` has exactly::
-
-        {"linear_probe": {metric: aggregate},
-         "finetune": {fraction_key(f): {metric: aggregate}},
-         "controls": {"spectrogram_linear": {...}, "random_encoder_linear": {...}},
-         "seeds": [...], "fractions": [fraction keys],
-         "per_seed": [{"seed", "linear_probe", "finetune": {key: metrics}, "controls": {...}}]}
-
-    with metric in ("accuracy", "macro_f1", "cohen_kappa",
-    "balanced_accuracy") and aggregate = {mean, std (ddof=1), min, max, n,
-    values}; all fractions of 1. A control that is not run (no factory /
-    ``spectrogram_control=False``) is absent from ``controls``. The caller
-    adds "task", "protocol", "profile".
-    """
-    required = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise DataError(f"run_protocol: data is missing {missing}")
-    if not seeds:
-        raise DataError("run_protocol: no seeds")
-    if fractions and fraction_indices is None:
-        raise DataError("run_protocol: fraction_indices is required when fractions are given")
-    keys = [fraction_key(f) for f in fractions]
-    if len(set(keys)) != len(keys):
-        raise DataError(f"run_protocol: duplicate fractions {list(fractions)}")
-
-    x_train = _as_tensor(data["x_train"], "run_protocol x_train")
-    x_val = _as_tensor(data["x_val"], "run_protocol x_val")
-    x_test = _as_tensor(data["x_test"], "run_protocol x_test")
-    y_train = _to_numpy_labels(data["y_train"], "run_protocol y_train")
-    y_val = _to_numpy_labels(data["y_val"], "run_protocol y_val")
-    y_test = _to_numpy_labels(data["y_test"], "run_protocol y_test")
-    n_classes = len(class_names)
-    ft_kwargs = dict(finetune_kwargs or {})
-    ft_kwargs.setdefault("device", device)
-    ft_kwargs.setdefault("progress", progress)
-    pk = dict(probe_kwargs or {})
-
-    def emit(name: str, payload: dict[str, Any]) -> None:
-        if on_result is not None:
-            on_result(name, payload)
-
-    def probe(z_tr: np.ndarray, z_va: np.ndarray, z_te: np.ndarray, seed: int) -> dict[str, Any]:
-        return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=seed, z_val=z_va, y_val=y_val, **pk)
-
-    per_seed: list[dict[str, Any]] = []
-    artifacts: dict[str, Any] = {}
-    spec_ctrl: dict[str, Any] | None = None
-    for si, seed in enumerate(seeds):
-        entry: dict[str, Any] = {"seed": int(seed), "finetune": {}, "controls": {}}
-        encoder = encoder_factory(seed)
-        z = {s: embed(encoder, x, embed_batch_size, device) for s, x in
-             (("train", x_train), ("val", x_val), ("test", x_test))}
-        lp = probe(z["train"], z["val"], z["test"], seed)
-        if si == 0:
-            artifacts.update(z_test=z["test"], y_test=y_test, linear_probe_y_pred=lp["y_pred"],
-                             finetune_histories={})
-        entry["linear_probe"] = _strip_arrays(lp)
-        emit(f"linear_probe/seed={seed}", {"seed": int(seed), **entry["linear_probe"]})
-        del z
-
-        for f, key in zip(fractions, keys):
-            idx = np.asarray(fraction_indices(y_train, float(f), int(seed)), dtype=np.int64)
-            if idx.size == 0:
-                raise DataError(f"run_protocol: fraction {key} with seed {seed} selected no training windows")
-            idx_t = torch.as_tensor(idx)
-            ft = finetune(encoder, n_classes, x_train[idx_t], y_train[idx], x_val, y_val, x_test, y_test,
-                          class_names, seed=int(seed), **ft_kwargs)
-            ft.pop("model", None)
-            ft = _strip_arrays(ft)
-            ft["fraction"] = float(f)
-            entry["finetune"][key] = ft
-            if si == 0:
-                artifacts["finetune_histories"][key] = ft["history"]
-            emit(f"finetune/{key}/seed={seed}", {"seed": int(seed), **ft})
-
-        if spectrogram_control and spec_ctrl is None:
-            flat = {s: _flatten_numpy(x) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
-            spec_ctrl = _strip_arrays(probe(flat["train"], flat["val"], flat["test"], seed))
-            del flat
-            entry["controls"]["spectrogram_linear"] = spec_ctrl
-            emit(f"controls/spectrogram_linear/seed={seed}", {"seed": int(seed), **spec_ctrl})
-        if random_encoder_factory is not None:
-            renc = random_encoder_factory(seed)
-            zr = {s: embed(renc, x, embed_batch_size, device) for s, x in
-                  (("train", x_train), ("val", x_val), ("test", x_test))}
-            rc = _strip_arrays(probe(zr["train"], zr["val"], zr["test"], seed))
-            entry["controls"]["random_encoder_linear"] = rc
-            emit(f"controls/random_encoder_linear/seed={seed}", {"seed": int(seed), **rc})
-        per_seed.append(entry)
-
-    results: dict[str, Any] = {
-        "linear_probe": aggregate_runs([e["linear_probe"] for e in per_seed], DEFAULT_KEYS),
-        "finetune": {k: aggregate_runs([e["finetune"][k] for e in per_seed], DEFAULT_KEYS) for k in keys},
-        "controls": {},
-        "seeds": [int(s) for s in seeds],
-        "fractions": keys,
-        "per_seed": per_seed,
-    }
-    if spec_ctrl is not None:
-        results["controls"]["spectrogram_linear"] = aggregate_runs([spec_ctrl], DEFAULT_KEYS)
-    if random_encoder_factory is not None:
-        results["controls"]["random_encoder_linear"] = aggregate_runs(
-            [e["controls"]["random_encoder_linear"] for e in per_seed], DEFAULT_KEYS
-        )
-    return ProtocolOutput(results, artifacts)
-
-
-def _flatten_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(N, ...) -> (N, prod(...)) float32 numpy: the raw-pixel features of the spectrogram control."""
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    return arr.reshape(len(arr), -1).astype(np.float32, copy=False)

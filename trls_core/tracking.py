@@ -507,7 +507,9 @@ def log_evaluation(
     tags = {k: results[k] for k in ("task", "protocol", "profile", "encoder", "parquet_sha256") if k in results}
     if tags:
         tracker.set_tags({f"eval.{k}": v for k, v in tags.items()})
-    tracker.log_artifact(rdir, artifact_path)
+    for f in sorted(rdir.iterdir()):  # the report files; the per-unit results live in the nested runs
+        if f.is_file():
+            tracker.log_artifact(f, artifact_path)
     return logged
 
 

@@ -121,6 +121,56 @@ def test_pretrain_and_finetune_flows_complete(tiny_project: Path, tiny_params: P
         assert all(r.info.status == "FINISHED" for r in runs.values())
 
 
+def _task_run_names(flow_run_id: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [r.name for r in runs]
+
+
+def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
+    tiny_project: Path, tiny_params: Path, mlflow_uri: str
+) -> None:
+    """Each fraction x seed is its own task run; a broken unit fails the flow by name; the rerun
+    reruns only that unit and leaves the others' results untouched."""
+    from flows.finetune import finetune_flow
+    from flows.pretrain import pretrain_flow
+    from trls_core.config import load_params
+    from trls_core.stages.evaluate import unit_file, units_for
+
+    common = {"root": str(tiny_project), "params_path": str(tiny_params), "track": TRACK}
+    assert pretrain_flow(**common, return_state=True).is_completed()
+    state = finetune_flow(**common, return_state=True)
+    assert state.is_completed(), state.message
+    params = load_params(tiny_params)
+    units = units_for(params)
+    assert len(units) == 2 * (1 + 2 + 1) + 1  # 2 seeds x (probe, 2 fractions, random ctrl) + pixel ctrl
+    names = _task_run_names(state.state_details.flow_run_id)
+    assert sorted(n for n in names if "seed=" in n) == sorted(u.name for u in units)
+    assert sum(n.startswith("report") for n in names) == 1
+    first = json.loads(Path(state.result(), "metrics.json").read_text())
+
+    files = {u: unit_file(tiny_project, params, u) for u in units}
+    mtimes = {u: f.stat().st_mtime_ns for u, f in files.items()}
+    broken = next(u for u in units if u.name == "finetune/0.5/seed=1")
+    files[broken].write_text("{ not json")
+    state = finetune_flow(**common, return_state=True)
+    assert state.is_failed()
+    assert "1 of 9 evaluation units failed" in state.message and "finetune/0.5/seed=1" in state.message, state.message
+    assert files[broken].read_text() == "{ not json"  # a failing unit never half-writes
+
+    files[broken].unlink()
+    state = finetune_flow(**common, return_state=True)
+    assert state.is_completed(), state.message
+    assert all(files[u].stat().st_mtime_ns == mtimes[u] for u in units if u != broken)  # reused
+    assert files[broken].is_file()
+    again = json.loads(Path(state.result(), "metrics.json").read_text())
+    assert again["linear_probe"] == first["linear_probe"]
+    assert again["finetune"] == first["finetune"]  # the rerun unit reproduces its seed's result
+
+
 def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_params: Path, mlflow_uri: str) -> None:
     from flows.pipeline import pipeline_flow
 
@@ -203,3 +253,33 @@ def test_schedule_cli_rejects_a_bad_cron(prefect_api: None) -> None:
     res = CliRunner().invoke(app, ["schedule", "--cron", "every monday", "--name", "bad"])
     assert res.exit_code == 2, res.output
     assert "invalid cron 'every monday'" in res.output
+
+
+def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny_params: Path, mlflow_uri: str) -> None:
+    import csv
+
+    from flows.compare import compare_flow
+
+    state = compare_flow(root=str(tiny_project), params_path=str(tiny_params), methods=["trls", "trls_cnn"],
+                         track=TRACK, return_state=True)
+    assert state.is_completed(), state.message
+    out = state.result()
+    rows = list(csv.DictReader(Path(out["files"]["csv"]).open()))
+    probe = {r["method"]: r for r in rows if r["setting"] == "linear_probe"}
+    assert set(probe) == {"trls", "trls_cnn", "control: pixels + linear", "control: untrained encoder"}
+    assert {r["setting"] for r in rows if r["method"] == "trls"} == {"linear_probe", "finetune_0.5", "finetune_1.0"}
+    for m in ("trls", "trls_cnn"):  # each row is that method's own report, not a copy
+        rep = json.loads((Path(out["reports"][m]) / "metrics.json").read_text())
+        assert float(probe[m]["accuracy_mean"]) == pytest.approx(rep["linear_probe"]["accuracy"]["mean"])
+        assert rep["encoder"] == ("cnn" if m == "trls_cnn" else "tfrnn")
+    md = Path(out["files"]["md"]).read_text()
+    assert "protocol: **random**" in md and "trls_cnn" in md
+    assert Path(out["files"]["bars"]).stat().st_size > 0 and Path(out["files"]["fractions"]).is_file()
+    if TRACK:
+        runs = _runs(mlflow_uri)
+        parent = runs["compare"]
+        assert parent.info.status == "FINISHED"
+        for m in ("trls", "trls_cnn"):
+            assert runs[f"method/{m}"].data.tags["mlflow.parentRunId"] == parent.info.run_id
+        arts = {a.path for a in _client(mlflow_uri).list_artifacts(parent.info.run_id, "comparison")}
+        assert "comparison/comparison.md" in arts and "comparison/comparison.csv" in arts

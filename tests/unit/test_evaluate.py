@@ -11,7 +11,8 @@ from torch import nn
 
 import trls_core.evaluate as ev
 from trls_core.errors import DataError
-from trls_core.evaluate import embed, finetune, fraction_key, linear_probe, run_protocol
+from trls_core.evaluate import embed, finetune, fraction_key, linear_probe
+from trls_core.protocol import run_protocol
 
 SHAPE = (1, 4, 5)  # (C, F, T)
 

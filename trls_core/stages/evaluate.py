@@ -7,14 +7,27 @@ controls (spectrogram pixels; the same encoder untrained). Writes
 ``metrics.json`` (the machine-readable shape other tools read),
 ``summary.md``, ``confusion_matrix.png``, ``tsne.png``,
 ``label_fractions.png``.
+
+The protocol runs as independent units (``trls_core.protocol``). Each
+unit's result is stored atomically in ``reports/<dataset>/units/<task>/``
+with a fingerprint of what determines it (evaluation settings, the
+encoder's weights file, the data digest), so
+
+- the Prefect flow can map the units as separate task runs and
+  :func:`write_reports` aggregates whatever ran, in whatever order, and
+- a rerun after a crash (or with one more seed) only runs the units whose
+  result is missing or stale.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,10 +37,15 @@ from torch import nn
 
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split, task_info
+from trls_core.errors import DataError
+from trls_core.io import write_json
 from trls_core.paths import model_dir, report_dir, report_file, spectrogram_dir
+from trls_core.protocol import Unit, plan_units
 from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, resolve_device
 
 logger = logging.getLogger(__name__)
+
+UNIT_SCHEMA = 1
 
 
 def _machine() -> dict[str, Any]:
@@ -39,19 +57,97 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def evaluate_all(
-    root: Path,
-    params: Params,
-    progress: bool = True,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
-) -> Path:
-    """Run the protocol and write the reports; returns the report folder."""
-    from trls_core.data.windows import label_fraction_indices
-    from trls_core.evaluate import run_protocol
-    from trls_core.plots import plot_confusion_matrix, plot_label_fraction_curve, plot_tsne
-    from trls_core.reports import write_metrics_json, write_summary_md
+def units_for(params: Params) -> list[Unit]:
+    """The protocol units ``params.evaluate`` asks for (both controls always on)."""
+    ev = params.evaluate
+    return plan_units(ev.fractions, ev.seeds, random_control=True, spectrogram_control=True)
 
-    t0 = time.perf_counter()
+
+def units_dir(root: Path, params: Params) -> Path:
+    return report_dir(root, params.evaluate.dataset) / "units" / params.evaluate.task
+
+
+def unit_file(root: Path, params: Params, unit: Unit) -> Path:
+    return units_dir(root, params) / f"{unit.slug}.json"
+
+
+def pretrain_seed_for(params: Params, seed: int) -> int:
+    """Evaluation seed i uses pretraining seed ``pretrain.seeds[i mod K]``.
+
+    With K pretraining runs the spread over evaluation seeds then includes
+    the spread over pretraining runs.
+    """
+    ev, pp = params.evaluate, params.pretrain
+    return pp.seeds[ev.seeds.index(seed) % len(pp.seeds)]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class EvalContext:
+    """What every unit of one evaluation needs, loaded once per process.
+
+    Encoders are loaded lazily: a fine-tuning unit of seed 3 loads only
+    seed 3's pretraining run.
+    """
+
+    root: Path
+    params: Params
+    meta: dict[str, Any]
+    class_names: list[str]
+    data: dict[str, Any]
+    device: str
+    _encoders: dict[int, tuple[nn.Module, str]]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.data["x_train"].shape[1])
+
+    def _load(self, pretrain_seed: int) -> tuple[nn.Module, str]:
+        if pretrain_seed not in self._encoders:
+            mdir = model_dir(self.root, self.params.pretrain.dataset, self.params.model.encoder, pretrain_seed)
+            enc, _ = load_encoder(mdir)
+            self._encoders[pretrain_seed] = (enc, _sha256_file(mdir / "encoder.safetensors"))
+        return self._encoders[pretrain_seed]
+
+    def encoder(self, seed: int) -> nn.Module:
+        """The pretrained encoder evaluation seed ``seed`` uses."""
+        return self._load(pretrain_seed_for(self.params, seed))[0]
+
+    def random_encoder(self, seed: int) -> nn.Module:
+        """The same architecture, untrained, initialised from ``seed`` (the random-encoder control)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build_encoder_from_params(self.params, self.in_channels).eval()
+
+    def fingerprint(self, unit: Unit) -> str:
+        """Hash of everything that determines the unit's result (not device/threads)."""
+        ev = self.params.evaluate
+        blob: dict[str, Any] = {
+            "schema": UNIT_SCHEMA,
+            "unit": list(unit),
+            "task": ev.task,
+            "c_grid": list(ev.c_grid),
+            "data": {"parquet_sha256": self.meta.get("parquet_sha256"), "stft": self.meta.get("stft"),
+                     "normalisation": self.meta.get("normalisation")},
+        }
+        if unit.method in ("linear_probe", "finetune"):
+            blob["encoder_sha256"] = self._load(pretrain_seed_for(self.params, unit.seed))[1]
+        if unit.method == "finetune":
+            blob["finetune"] = ev.finetune.model_dump()
+        if unit.method == "random_encoder_linear":
+            blob["model"] = self.params.model.model_dump()
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_context(root: Path, params: Params) -> EvalContext:
+    """Data splits, class names and device for ``params.evaluate``; fails naming what is missing."""
     ev, pp = params.evaluate, params.pretrain
     if ev.dataset != pp.dataset:
         logger.warning("evaluate.dataset %r differs from pretrain.dataset %r", ev.dataset, pp.dataset)
@@ -59,67 +155,160 @@ def evaluate_all(
         torch.set_num_threads(pp.threads)
     sdir = spectrogram_dir(root, ev.dataset)
     meta = load_meta(sdir)
-    tinfo = task_info(meta, ev.task)
-    class_names = list(tinfo["classes"])
+    class_names = list(task_info(meta, ev.task)["classes"])
     splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
     data = {f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}
+    return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {})
 
-    encoders: dict[int, nn.Module] = {}
-    for s in pp.seeds:
-        encoders[s], _ = load_encoder(model_dir(root, pp.dataset, params.model.encoder, s))
 
-    def encoder_factory(seed: int) -> nn.Module:
-        # evaluation seed i uses pretraining seed pp.seeds[i mod K]: with K pretraining
-        # runs the spread over seeds includes the spread over pretraining runs.
-        return encoders[pp.seeds[ev.seeds.index(seed) % len(pp.seeds)]]
+def read_unit(path: Path) -> dict[str, Any]:
+    """A stored unit result; a broken file is an error naming it (never silently rerun or skipped)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable unit result ({exc}); delete it to rerun the unit") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("result"), dict) or "fingerprint" not in doc:
+        raise DataError(f"{path}: not a unit result (no 'fingerprint'/'result'); delete it to rerun the unit")
+    return doc
 
-    in_channels = int(data["x_train"].shape[1])
 
-    def random_encoder_factory(seed: int) -> nn.Module:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return build_encoder_from_params(params, in_channels).eval()
+def evaluate_unit(
+    root: Path,
+    params: Params,
+    unit: Unit,
+    ctx: EvalContext | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> tuple[Path, dict[str, Any], bool]:
+    """Run one unit unless its stored result is current; returns (file, result, ran).
 
-    device = resolve_device(ev.device)
-    ft = ev.finetune.model_dump()
-    out = run_protocol(
-        encoder_factory,
-        data,
-        class_names,
-        fractions=ev.fractions,
-        seeds=ev.seeds,
-        finetune_kwargs=ft,
-        random_encoder_factory=random_encoder_factory,
+    ``ran`` is False when a stored result with the same fingerprint was
+    reused. The result file is written atomically, so a killed unit leaves
+    either no file or the previous complete one.
+    """
+    from trls_core.data.windows import label_fraction_indices
+    from trls_core.protocol import run_unit, strip_arrays
+
+    ctx = ctx or load_context(root, params)
+    path = unit_file(root, params, unit)
+    fp = ctx.fingerprint(unit)
+    if not force and path.is_file():
+        doc = read_unit(path)
+        if doc["fingerprint"] == fp:
+            return path, doc["result"], False
+        logger.info("%s: stored result is stale (fingerprint %s != %s), rerunning", unit.name, doc["fingerprint"], fp)
+    ev = params.evaluate
+    t0 = time.perf_counter()
+    result = run_unit(
+        unit, ctx.data, ctx.class_names,
+        encoder_factory=ctx.encoder,
+        random_encoder_factory=ctx.random_encoder,
         fraction_indices=label_fraction_indices,
-        progress=progress,
-        on_result=on_result,
-        device=device,
+        finetune_kwargs=ev.finetune.model_dump(),
         probe_kwargs={"c_grid": tuple(ev.c_grid)},
+        device=ctx.device,
+        progress=progress,
     )
-    results: dict[str, Any] = {
-        **out.results,
+    result = strip_arrays(result)
+    result["unit_seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(path, {"schema": UNIT_SCHEMA, "unit": unit.name, "method": unit.method, "seed": unit.seed,
+                      "fraction": unit.fraction, "fingerprint": fp, "result": result})
+    return path, result, True
+
+
+def write_reports(
+    root: Path,
+    params: Params,
+    ctx: EvalContext | None = None,
+    wall_seconds: float | None = None,
+) -> Path:
+    """Aggregate the stored unit results of ``params.evaluate`` into the reports; returns the folder.
+
+    Every planned unit must have a current result (same fingerprint): a
+    missing or stale one is an error naming it, so a report never mixes
+    settings. ``wall_seconds`` defaults to the sum of the units' own times.
+    """
+    from trls_core.evaluate import embed
+    from trls_core.plots import plot_confusion_matrix, plot_label_fraction_curve, plot_tsne
+    from trls_core.protocol import aggregate_units
+    from trls_core.reports import write_metrics_json, write_summary_md
+
+    ctx = ctx or load_context(root, params)
+    ev, pp = params.evaluate, params.pretrain
+    results: dict[Unit, dict[str, Any]] = {}
+    problems = []
+    for unit in units_for(params):
+        path = unit_file(root, params, unit)
+        if not path.is_file():
+            problems.append(f"{unit.name} (no {path.name})")
+            continue
+        doc = read_unit(path)
+        if doc["fingerprint"] != ctx.fingerprint(unit):
+            problems.append(f"{unit.name} (stale {path.name})")
+            continue
+        results[unit] = doc["result"]
+    if problems:
+        raise DataError(f"cannot write the {ev.dataset}/{ev.task} report, unit results missing or stale: "
+                        f"{', '.join(problems)}; run `trls evaluate` to complete them")
+    agg = aggregate_units(results, ev.seeds, ev.fractions)
+    unit_total = sum(float(r.get("unit_seconds", 0.0)) for r in results.values())
+    out: dict[str, Any] = {
+        **agg,
         "dataset": ev.dataset,
         "task": ev.task,
-        "class_names": class_names,
-        "protocol": meta.get("protocol"),
+        "class_names": ctx.class_names,
+        "protocol": ctx.meta.get("protocol"),
         "profile": params.profile,
         "pretrain_seeds": list(pp.seeds),
         "encoder": params.model.encoder,
-        "spectrogram": meta.get("stft"),
-        "parquet_sha256": meta.get("parquet_sha256"),
+        "spectrogram": ctx.meta.get("stft"),
+        "parquet_sha256": ctx.meta.get("parquet_sha256"),
         "machine": _machine(),
-        "device": device,
-        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "device": ctx.device,
+        "unit_seconds": round(unit_total, 1),
+        "wall_seconds": round(wall_seconds if wall_seconds is not None else unit_total, 1),
     }
     rdir = report_dir(root, ev.dataset)
-    write_metrics_json(results, report_file(rdir, "metrics.json", ev.task))
-    write_summary_md(results, report_file(rdir, "summary.md", ev.task))
-    art = out.artifacts
-    first = results["per_seed"][0]["linear_probe"]
-    plot_confusion_matrix(np.asarray(first["confusion_matrix"]), class_names, report_file(rdir, "confusion_matrix.png", ev.task),
+    write_metrics_json(out, report_file(rdir, "metrics.json", ev.task))
+    write_summary_md(out, report_file(rdir, "summary.md", ev.task))
+    first = out["per_seed"][0]["linear_probe"]
+    plot_confusion_matrix(np.asarray(first["confusion_matrix"]), ctx.class_names,
+                          report_file(rdir, "confusion_matrix.png", ev.task),
                           title=f"{ev.dataset} {ev.task}: linear probe, seed {ev.seeds[0]}")
-    plot_tsne(art["z_test"], art["y_test"], class_names, report_file(rdir, "tsne.png", ev.task), seed=0, max_points=ev.tsne_points)
-    plot_label_fraction_curve(results["finetune"], report_file(rdir, "label_fractions.png", ev.task),
-                              reference=results["linear_probe"])
-    logger.info("reports written to %s (%.0f s)", rdir, results["wall_seconds"])
+    z_test = embed(ctx.encoder(ev.seeds[0]), ctx.data["x_test"], 512, ctx.device)
+    plot_tsne(z_test, np.asarray(ctx.data["y_test"]), ctx.class_names, report_file(rdir, "tsne.png", ev.task),
+              seed=0, max_points=ev.tsne_points)
+    plot_label_fraction_curve(out["finetune"], report_file(rdir, "label_fractions.png", ev.task),
+                              reference=out["linear_probe"])
+    logger.info("reports written to %s", rdir)
     return rdir
+
+
+def evaluate_all(
+    root: Path,
+    params: Params,
+    progress: bool = True,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    force: bool = False,
+) -> Path:
+    """Run every unit of the protocol in this process (reusing current stored results), then the reports.
+
+    ``on_result(unit name, metrics)`` is called for every unit that ran now
+    (not for reused ones). ``force`` reruns every unit.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    ctx = load_context(root, params)
+    units = units_for(params)
+    reused = 0
+    bar = tqdm(units, desc="evaluate", unit="unit", disable=not progress)
+    for unit in bar:
+        bar.set_postfix_str(unit.name)
+        _, result, ran = evaluate_unit(root, params, unit, ctx, force=force)
+        if ran and on_result is not None:
+            on_result(unit.name, result)
+        reused += not ran
+    if reused:
+        logger.info("reused %d of %d stored unit results (same fingerprint)", reused, len(units))
+    return write_reports(root, params, ctx, wall_seconds=time.perf_counter() - t0)

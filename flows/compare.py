@@ -1,0 +1,150 @@
+"""Compare flow: several methods through the same protocol -> ``reports/<dataset>/comparison.*``.
+
+Each method (``trls_core.methods``: a name + params overrides) runs in its
+own workspace ``compare/<dataset>/<method>/`` holding its resolved
+``params.yaml``, a link to the project's spectrograms (the data is built
+once, by DVC, for all methods) and its own ``models/`` and ``reports/``. In
+that workspace the ordinary :func:`flows.pretrain.pretrain_flow` and
+:func:`flows.finetune.finetune_flow` run unchanged, so every method gets the
+same splits, label fractions, seeds and controls, and a rerun resumes each
+method from its checkpoints and stored unit results.
+
+MLflow: one ``compare`` parent run, a nested ``method/<name>`` run per
+method (its pretrain and evaluate runs nest below it), and the comparison
+files as artifacts of the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+from flows.finetune import finetune_flow
+from flows.pretrain import pretrain_flow
+
+
+def method_workspace(root: Path, dataset: str, method: str) -> Path:
+    return root / "compare" / dataset / method
+
+
+def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str, Any], profile: str | None) -> Path:
+    """Create (or refresh) the method's workspace; returns its params file.
+
+    The params file is rewritten only when its content changes, and the
+    spectrogram folder is a symlink to the project's, so the workspace
+    never holds a stale or duplicated copy of the data.
+    """
+    from trls_core.io import write_text
+    from trls_core.methods import get_method, method_params
+    from trls_core.paths import spectrogram_dir
+
+    method = get_method(method_name)
+    ws = method_workspace(root, dataset, method.name)
+    params_file = ws / "params.yaml"
+    text = ("# written by flows/compare.py: params.yaml with the profile applied and the overrides of\n"
+            f"# method {method.name!r} ({method.description}); edit the project's params.yaml instead\n"
+            + yaml.safe_dump(method_params(raw, method, profile), sort_keys=False))
+    if not params_file.is_file() or params_file.read_text() != text:
+        write_text(params_file, text)
+    src = spectrogram_dir(root, dataset).resolve()
+    link = spectrogram_dir(ws, dataset)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and Path(os.readlink(link)) != src:
+        link.unlink()
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(src, target_is_directory=True)
+    return params_file
+
+
+@task(name="comparison-report", cache_policy=NO_CACHE, persist_result=False)
+def comparison_task(
+    root: str,
+    dataset: str,
+    task_name: str,
+    metrics_files: dict[str, str],
+    wall_seconds: dict[str, float],
+    track: bool = True,
+    run_id: str | None = None,
+) -> dict[str, str]:
+    """Write ``reports/<dataset>/comparison.{md,csv}`` + plots (and log them to the compare run)."""
+    from trls_core.comparison import write_comparison
+    from trls_core.methods import get_method
+    from trls_core.paths import report_dir, report_file
+
+    rdir = report_dir(Path(root), dataset)
+    files = write_comparison(rdir, {m: Path(p) for m, p in metrics_files.items()},
+                             {m: get_method(m).description for m in metrics_files}, wall_seconds)
+    if task_name != "binary":  # one naming rule with the evaluation reports (paths.report_file)
+        files = {k: f.rename(report_file(rdir, f.name, task_name)) for k, f in files.items()}
+    if track and run_id:
+        from trls_core.tracking import resume_run
+
+        run = resume_run(Path(root), run_id)  # the flow's `with` ends it
+        for f in files.values():
+            run.log_artifact(f, "comparison")
+    run_logger().info("comparison written: %s", ", ".join(str(f) for f in files.values()))
+    return {k: str(v) for k, v in files.items()}
+
+
+@flow(name="trls-compare", validate_parameters=True)
+def compare_flow(
+    root: str = ".",
+    params_path: str = "params.yaml",
+    profile: str | None = None,
+    methods: list[str] | None = None,
+    task: str | None = None,
+    track: bool = True,
+) -> dict[str, Any]:
+    """Run each method (default ``compare.methods``) through pretraining + evaluation, then compare.
+
+    Needs the dataset's spectrograms (``dvc repro``). Returns the comparison
+    files, each method's report folder and the MLflow parent run id.
+    """
+    from trls_core.config import read_raw_params, resolve_params
+    from trls_core.methods import get_method
+    from trls_core.paths import report_dir, report_file
+
+    logger = run_logger()
+    root_p, params_p = resolve_paths(root, params_path)
+    raw = read_raw_params(params_p)
+    base = resolve_params(raw, profile=profile, source=str(params_p))
+    names = list(methods) if methods else list(base.compare.methods)
+    for m in names:
+        get_method(m)  # unknown names fail before anything runs
+    ds = base.pretrain.dataset
+    task_name = task or base.evaluate.task
+    logger.info("comparing %s on %s (task %s, profile %s)", names, ds, task_name, base.profile)
+    tags = {"stage": "compare", "dataset": ds, "profile": base.profile, **flow_run_tags()}
+    metrics_files: dict[str, str] = {}
+    walls: dict[str, float] = {}
+    reports: dict[str, str] = {}
+    with start_run(track, root_p, experiment_name(ds), "compare",
+                   params={"methods": ",".join(names), "profile": base.profile, "task": task_name},
+                   tags=tags) as parent:
+        for name in names:
+            ws_params = prepare_workspace(root_p, ds, name, raw, base.profile)
+            ws = ws_params.parent
+            t0 = time.perf_counter()
+            with start_run(track, root_p, experiment_name(ds), f"method/{name}",
+                           params={"method": name, "workspace": str(ws)},
+                           tags={"stage": "compare-method", "method": name}, parent_run_id=parent.run_id) as mrun:
+                sub = {"root": str(ws), "params_path": str(ws_params), "profile": base.profile, "track": track,
+                       "parent_run_id": mrun.run_id}
+                pretrain_flow(**sub)
+                reports[name] = finetune_flow(**sub, task=task_name)
+            walls[name] = round(time.perf_counter() - t0, 1)
+            metrics_files[name] = str(report_file(report_dir(ws, ds), "metrics.json", task_name))
+            logger.info("method %s done in %.0f s: %s", name, walls[name], reports[name])
+        files = comparison_task(str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id)
+    return {"files": files, "reports": reports, "wall_seconds": walls, "run_id": parent.run_id}
+
+
+if __name__ == "__main__":  # `python -m flows.compare`: the methods of params.yaml on an ephemeral API
+    compare_flow()

@@ -1,0 +1,75 @@
+"""The method registry of the compare flow and the comparison report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from trls_core.config import resolve_params
+from trls_core.errors import ConfigError, DataError
+from trls_core.methods import METHODS, Method, get_method, method_params, register_method
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_registered_method_gives_valid_params(name: str) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for profile in ("small", "paper"):
+        merged = method_params(raw, get_method(name), profile)
+        p = resolve_params(merged, profile=profile)
+        assert p.profile == profile
+        if name == "trls_cnn":
+            assert p.model.encoder == "cnn"
+        if name == "trls_no_aug":
+            assert p.augment.view_a == [] and p.augment.view_b == []
+
+
+def test_method_overrides_apply_after_the_profile() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = resolve_params(method_params(raw, get_method("trls_lstm"), "paper"), profile="paper")
+    assert p.model.tfrnn.rnn == "lstm" and p.model.tfrnn.dim == 64  # paper size kept, override on top
+    assert p.pretrain.epochs == 40
+
+
+def test_bad_override_and_unknown_method_fail_by_name() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(ConfigError, match="tfrnn.rnnn"):
+        method_params(raw, Method("typo", "x", {"model": {"tfrnn": {"rnnn": "gru"}}}))
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        get_method("nope")
+    with pytest.raises(ConfigError, match="already registered"):
+        register_method(Method("trls", "again"))
+    raw["compare"] = {"methods": ["trls", "nope"]}
+    with pytest.raises(ConfigError, match="compare.methods"):
+        resolve_params(raw)
+
+
+def _report(acc: float, protocol: str = "random") -> dict:
+    agg = lambda m: {"mean": m, "std": 0.01, "min": m, "max": m, "n": 2, "values": [m, m]}  # noqa: E731
+    block = {"accuracy": agg(acc), "macro_f1": agg(acc - 0.02)}
+    return {"dataset": "epilepsy", "task": "binary", "protocol": protocol, "seeds": [0, 1], "fractions": ["0.1", "1.0"],
+            "parquet_sha256": "abc", "profile": "small", "linear_probe": block,
+            "finetune": {"0.1": block, "1.0": block}, "controls": {"spectrogram_linear": block}}
+
+
+def test_comparison_files_and_protocol_mismatch(tmp_path: Path) -> None:
+    from trls_core.comparison import write_comparison
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_report(0.98)))
+    b.write_text(json.dumps(_report(0.95)))
+    files = write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
+                             {"trls": 10.0, "trls_cnn": 5.0})
+    lines = files["csv"].read_text().splitlines()
+    assert lines[0].startswith("method,setting,accuracy_mean")
+    assert len(lines) == 1 + 2 * 3 + 1  # 2 methods x (probe + 2 fractions) + pixel control
+    md = files["md"].read_text()
+    assert "| trls | linear_probe | 98.00 ± 1.00 | 96.00 ± 1.00 |" in md
+    assert "| trls_cnn | linear_probe | 95.00 ± 1.00 |" in md
+    b.write_text(json.dumps(_report(0.95, protocol="grouped")))
+    with pytest.raises(DataError, match="protocol"):
+        write_comparison(tmp_path / "out2", {"trls": a, "trls_cnn": b}, {}, {})
+    assert not (tmp_path / "out2" / "comparison.md").exists()

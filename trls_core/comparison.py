@@ -1,0 +1,180 @@
+"""The comparison report: methods x settings from each method's ``metrics.json``.
+
+Reads the evaluation reports the methods produced through the same protocol
+and writes ``comparison.csv`` (one row per method x setting, fractions of 1,
+mean/std/min/max/n over seeds), ``comparison.md`` (percent, mean ± std, with
+the protocol, seeds, profile, machine and wall time stated), a bar chart of
+the linear probe with error bars and the label-fraction curves of all
+methods. The two controls of the first method's report appear as rows of
+their own, so a reader sees what pretraining adds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from trls_core.errors import DataError
+from trls_core.io import write_text
+
+METRICS = ("accuracy", "macro_f1")
+_CONTROLS = {"spectrogram_linear": "control: pixels + linear", "random_encoder_linear": "control: untrained encoder"}
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the evaluation report ({exc})") from None
+    for key in ("linear_probe", "finetune", "seeds"):
+        if key not in doc:
+            raise DataError(f"{path}: not an evaluation report (no {key!r})")
+    return doc
+
+
+def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, setting); settings: ``linear_probe``, ``finetune_<fraction>``, controls."""
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, setting: str, aggs: Mapping[str, Any]) -> None:
+        row: dict[str, Any] = {"method": method, "setting": setting}
+        for m in METRICS:
+            a = aggs.get(m) or {}
+            for stat in ("mean", "std", "min", "max", "n"):
+                row[f"{m}_{stat}"] = a.get(stat)
+        rows.append(row)
+
+    for method, rep in reports.items():
+        add(method, "linear_probe", rep["linear_probe"])
+        for frac in sorted(rep["finetune"], key=float):
+            add(method, f"finetune_{frac}", rep["finetune"][frac])
+    first = next(iter(reports.values()), None)
+    for ctrl, label in _CONTROLS.items():
+        if first is not None and ctrl in (first.get("controls") or {}):
+            add(label, "linear_probe", first["controls"][ctrl])
+    return rows
+
+
+def _pm(row: Mapping[str, Any], metric: str) -> str:
+    m, s = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+    return "–" if m is None else f"{100 * m:.2f} ± {100 * (s or 0.0):.2f}"
+
+
+def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
+                    descriptions: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
+    first = next(iter(reports.values()))
+    machine = first.get("machine") or {}
+    lines = [
+        f"# Comparison: {first.get('dataset')} ({first.get('task')} task)",
+        "",
+        f"- protocol: **{first.get('protocol')}** split; profile `{first.get('profile')}`; "
+        f"evaluation seeds {first.get('seeds')}; label fractions {first.get('fractions')}",
+        f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
+        f"device {first.get('device')}",
+        "- wall time per method (pretraining + evaluation): "
+        + ", ".join(f"{m} {s:.0f} s" for m, s in wall_seconds.items()),
+        "- scores on the test split, mean ± std over seeds (percent); hyper-parameters chosen on validation only",
+        "",
+        "| method | setting | accuracy | macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['setting']} | {_pm(r, 'accuracy')} | {_pm(r, 'macro_f1')} |")
+    lines += ["", "Methods:", ""]
+    lines += [f"- `{m}`: {d}" for m, d in descriptions.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def plot_probe_bars(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Linear-probe accuracy and macro-F1 per method (and control), mean with std error bars."""
+    from trls_core.plots import _colors, _figure, _save
+
+    probe = [r for r in rows if r["setting"] == "linear_probe"]
+    x = np.arange(len(probe))
+    fig, axes = _figure(max(5.0, 1.1 * len(probe) + 2), 4.2)
+    ax = axes[0, 0]
+    colors = _colors(2)
+    for i, m in enumerate(METRICS):
+        mean = np.array([100 * (r[f"{m}_mean"] or 0.0) for r in probe])
+        std = np.array([100 * (r[f"{m}_std"] or 0.0) for r in probe])
+        ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=std, capsize=3, color=colors[i], label=m)
+    lo = min(100 * min(r[f"{m}_mean"] or 0.0 for m in METRICS) for r in probe)
+    ax.set_ylim(max(0.0, lo - 5), 100)
+    ax.set_xticks(x, labels=[r["method"] for r in probe], rotation=30, ha="right")
+    ax.set_ylabel("test score (%)")
+    ax.set_title("Linear probe, mean ± std over seeds")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_fraction_curves(reports: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str],
+                         metric: str = "macro_f1") -> None:
+    """Fine-tuning ``metric`` against the label fraction, one line (± std band) per method."""
+    from trls_core.plots import _colors, _figure, _save
+
+    fig, axes = _figure(6.5, 4.2)
+    ax = axes[0, 0]
+    colors = _colors(len(reports))
+    for c, (method, rep) in enumerate(reports.items()):
+        fracs = sorted(rep["finetune"], key=float)
+        x = np.array([float(f) for f in fracs])
+        mean = np.array([100 * rep["finetune"][f][metric]["mean"] for f in fracs])
+        std = np.array([100 * rep["finetune"][f][metric].get("std", 0.0) for f in fracs])
+        ax.plot(x, mean, marker="o", color=colors[c], label=method)
+        ax.fill_between(x, mean - std, mean + std, color=colors[c], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of training labels")
+    ax.set_ylabel(f"test {metric} (%)")
+    ax.set_title(f"Fine-tuning {metric} vs. label fraction")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def write_comparison(
+    out_dir: Path,
+    metrics_files: Mapping[str, Path],
+    descriptions: Mapping[str, str],
+    wall_seconds: Mapping[str, float],
+) -> dict[str, Path]:
+    """Write the comparison files into ``out_dir``; returns them by kind.
+
+    ``metrics_files`` maps method name -> its ``metrics.json`` (in the order
+    the table should list them). All reports must share dataset, task,
+    protocol and seeds: otherwise the rows would not be comparable, and the
+    error says which differs.
+    """
+    if not metrics_files:
+        raise DataError("comparison: no method reports")
+    reports = {m: read_report(p) for m, p in metrics_files.items()}
+    ref_name, ref = next(iter(reports.items()))
+    for m, rep in reports.items():
+        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256"):
+            if rep.get(key) != ref.get(key):
+                raise DataError(f"comparison: {m} has {key}={rep.get(key)!r} but {ref_name} has {ref.get(key)!r}: "
+                                "methods must go through the same protocol")
+    rows = comparison_rows(reports)
+    out_dir = Path(out_dir)
+    files = {"md": out_dir / "comparison.md", "csv": out_dir / "comparison.csv",
+             "bars": out_dir / "comparison_probe.png", "fractions": out_dir / "comparison_fractions.png"}
+    write_text(files["csv"], render_csv(rows))
+    write_text(files["md"], render_markdown(rows, reports, descriptions, wall_seconds))
+    plot_probe_bars(rows, files["bars"])
+    plot_fraction_curves(reports, files["fractions"])
+    return files

@@ -1,0 +1,298 @@
+"""The downstream protocol of DESIGN.md §1.5 as independent *units*, and their aggregation.
+
+A unit is one (method, seed[, fraction]) evaluation: the linear probe of the
+pretrained encoder of a seed, its fine-tuning on one label fraction, or one
+of the two controls (logistic regression on the spectrogram pixels; the
+same encoder untrained). Units share nothing at run time, so
+
+- the sequential CLI (:func:`run_protocol`) runs them in a loop,
+- the Prefect flow maps them as separate task runs (each observable,
+  retried and failed on its own), and
+- a stage can store each unit's result and skip it on a rerun,
+
+and all three produce the same ``metrics.json`` through :func:`aggregate_units`.
+
+Pure functions on tensors/arrays: no MLflow, no Prefect, no file I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from trls_core.errors import DataError
+from trls_core.evaluate import (
+    DEFAULT_FRACTIONS,
+    _as_tensor,
+    _strip_arrays,
+    _to_numpy_labels,
+    embed,
+    finetune,
+    fraction_key,
+    linear_probe,
+)
+from trls_core.metrics import DEFAULT_KEYS, aggregate_runs
+
+#: The unit kinds; the two controls report under ``results["controls"]``.
+METHODS = ("linear_probe", "finetune", "spectrogram_linear", "random_encoder_linear")
+CONTROLS = ("spectrogram_linear", "random_encoder_linear")
+REQUIRED_DATA = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+class Unit(NamedTuple):
+    """One protocol unit. ``fraction`` only for ``finetune``."""
+
+    method: str
+    seed: int
+    fraction: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``linear_probe/seed=0``, ``finetune/0.1/seed=0``, ``controls/<control>/seed=0``.
+
+        The same spelling names the unit's MLflow run, its Prefect task run
+        and its result file, so the three can be matched by eye.
+        """
+        if self.method == "finetune":
+            return f"finetune/{fraction_key(float(self.fraction or 0.0))}/seed={self.seed}"
+        if self.method in CONTROLS:
+            return f"controls/{self.method}/seed={self.seed}"
+        return f"{self.method}/seed={self.seed}"
+
+    @property
+    def slug(self) -> str:
+        """The name as a flat file name: ``finetune_0.1_seed0``."""
+        return self.name.replace("controls/", "").replace("/seed=", "_seed").replace("/", "_")
+
+
+def plan_units(
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    random_control: bool = True,
+    spectrogram_control: bool = True,
+) -> list[Unit]:
+    """Every unit of the protocol, in the order the sequential loop runs them.
+
+    The ``spectrogram_linear`` control does not depend on the seed
+    (deterministic lbfgs on fixed data), so it is one unit, with the first
+    seed; its aggregate has ``n == 1``.
+    """
+    if not seeds:
+        raise DataError("protocol: no seeds")
+    keys = [fraction_key(f) for f in fractions]
+    if len(set(keys)) != len(keys):
+        raise DataError(f"protocol: duplicate fractions {list(fractions)}")
+    if len(set(seeds)) != len(seeds):
+        raise DataError(f"protocol: duplicate seeds {list(seeds)}")
+    units: list[Unit] = []
+    for i, seed in enumerate(seeds):
+        units.append(Unit("linear_probe", int(seed)))
+        units.extend(Unit("finetune", int(seed), float(f)) for f in fractions)
+        if spectrogram_control and i == 0:
+            units.append(Unit("spectrogram_linear", int(seed)))
+        if random_control:
+            units.append(Unit("random_encoder_linear", int(seed)))
+    return units
+
+
+def check_data(data: Mapping[str, Any]) -> None:
+    missing = [k for k in REQUIRED_DATA if k not in data]
+    if missing:
+        raise DataError(f"protocol: data is missing {missing}")
+
+
+def _flatten_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, prod(...)) float32 numpy: the raw-pixel features of the spectrogram control."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return arr.reshape(len(arr), -1).astype(np.float32, copy=False)
+
+
+def run_unit(
+    unit: Unit,
+    data: Mapping[str, Any],
+    class_names: Sequence[str],
+    encoder_factory: Callable[[int], nn.Module] | None = None,
+    random_encoder_factory: Callable[[int], nn.Module] | None = None,
+    fraction_indices: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
+    finetune_kwargs: dict[str, Any] | None = None,
+    probe_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    embed_batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run one unit; returns its metrics with ``seed`` (and ``fraction``), numpy arrays included.
+
+    Arrays (``y_pred``; ``z_test`` for a linear probe, kept for the t-SNE
+    plot) must be stripped (:func:`strip_arrays`) before JSON.
+    """
+    if unit.method not in METHODS:
+        raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(METHODS)})")
+    check_data(data)
+    x_train = _as_tensor(data["x_train"], "protocol x_train")
+    x_val = _as_tensor(data["x_val"], "protocol x_val")
+    x_test = _as_tensor(data["x_test"], "protocol x_test")
+    y_train = _to_numpy_labels(data["y_train"], "protocol y_train")
+    y_val = _to_numpy_labels(data["y_val"], "protocol y_val")
+    y_test = _to_numpy_labels(data["y_test"], "protocol y_test")
+    pk = dict(probe_kwargs or {})
+
+    def probe(z_tr: np.ndarray, z_va: np.ndarray, z_te: np.ndarray) -> dict[str, Any]:
+        return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=unit.seed, z_val=z_va, y_val=y_val, **pk)
+
+    def embedded(encoder: nn.Module) -> dict[str, np.ndarray]:
+        return {s: embed(encoder, x, embed_batch_size, device) for s, x in
+                (("train", x_train), ("val", x_val), ("test", x_test))}
+
+    if unit.method in ("linear_probe", "finetune") and encoder_factory is None:
+        raise DataError(f"protocol: unit {unit.name} needs an encoder_factory")
+    if unit.method == "linear_probe":
+        z = embedded(encoder_factory(unit.seed))  # type: ignore[misc]
+        out = probe(z["train"], z["val"], z["test"])
+        out["z_test"] = z["test"]
+    elif unit.method == "finetune":
+        if fraction_indices is None:
+            raise DataError("protocol: fraction_indices is required for fine-tuning units")
+        f = float(unit.fraction or 0.0)
+        idx = np.asarray(fraction_indices(y_train, f, unit.seed), dtype=np.int64)
+        if idx.size == 0:
+            raise DataError(f"protocol: fraction {fraction_key(f)} with seed {unit.seed} selected no training windows")
+        kw = dict(finetune_kwargs or {})
+        kw.setdefault("device", device)
+        kw.setdefault("progress", progress)
+        out = finetune(encoder_factory(unit.seed), len(class_names), x_train[torch.as_tensor(idx)],  # type: ignore[misc]
+                       y_train[idx], x_val, y_val, x_test, y_test, class_names, seed=unit.seed, **kw)
+        out.pop("model", None)
+        out["fraction"] = f
+    elif unit.method == "spectrogram_linear":
+        flat = {s: _flatten_numpy(x) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
+        out = probe(flat["train"], flat["val"], flat["test"])
+    else:
+        if random_encoder_factory is None:
+            raise DataError(f"protocol: unit {unit.name} needs a random_encoder_factory")
+        z = embedded(random_encoder_factory(unit.seed))
+        out = probe(z["train"], z["val"], z["test"])
+    return {"seed": int(unit.seed), **out}
+
+
+def strip_arrays(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A unit result without numpy arrays: what goes to JSON and MLflow."""
+    return _strip_arrays(dict(result))
+
+
+def aggregate_units(
+    results: Mapping[Unit, Mapping[str, Any]],
+    seeds: Sequence[int],
+    fractions: Sequence[float],
+) -> dict[str, Any]:
+    """The protocol's results from its unit results (mean ± std over seeds).
+
+    Shape (what ``metrics.json`` keeps)::
+
+        {"linear_probe": {metric: aggregate},
+         "finetune": {fraction_key(f): {metric: aggregate}},
+         "controls": {"spectrogram_linear": {...}, "random_encoder_linear": {...}},
+         "seeds": [...], "fractions": [fraction keys],
+         "per_seed": [{"seed", "linear_probe", "finetune": {key: metrics}, "controls": {...}}]}
+
+    with metric in ("accuracy", "macro_f1", "cohen_kappa",
+    "balanced_accuracy") and aggregate = {mean, std (ddof=1), min, max, n,
+    values}. A control with no unit is absent. A missing linear-probe or
+    fine-tuning unit is an error naming it: a partial protocol must not be
+    reported as if complete.
+    """
+    clean = {u: strip_arrays(r) for u, r in results.items()}
+    keys = [fraction_key(f) for f in fractions]
+    missing = [u.name for u in plan_units(fractions, seeds, False, False) if u not in clean]
+    if missing:
+        raise DataError(f"protocol: results missing for {missing}")
+    per_seed: list[dict[str, Any]] = []
+    for seed in seeds:
+        s = int(seed)
+        entry: dict[str, Any] = {"seed": s, "linear_probe": clean[Unit("linear_probe", s)], "finetune": {},
+                                 "controls": {}}
+        for f, key in zip(fractions, keys):
+            entry["finetune"][key] = clean[Unit("finetune", s, float(f))]
+        for c in CONTROLS:
+            if Unit(c, s) in clean:
+                entry["controls"][c] = clean[Unit(c, s)]
+        per_seed.append(entry)
+    out: dict[str, Any] = {
+        "linear_probe": aggregate_runs([e["linear_probe"] for e in per_seed], DEFAULT_KEYS),
+        "finetune": {k: aggregate_runs([e["finetune"][k] for e in per_seed], DEFAULT_KEYS) for k in keys},
+        "controls": {},
+        "seeds": [int(s) for s in seeds],
+        "fractions": keys,
+        "per_seed": per_seed,
+    }
+    for c in CONTROLS:
+        runs = [e["controls"][c] for e in per_seed if c in e["controls"]]
+        if runs:
+            out["controls"][c] = aggregate_runs(runs, DEFAULT_KEYS)
+    return out
+
+
+class ProtocolOutput(NamedTuple):
+    """What :func:`run_protocol` returns: the JSON-able results and in-memory artifacts.
+
+    ``artifacts`` (not JSON) holds, for the first seed: ``z_test`` (N, R)
+    embeddings of the test split, ``y_test``, ``linear_probe_y_pred``,
+    ``finetune_histories`` {fraction key: history}; meant for the plots.
+    """
+
+    results: dict[str, Any]
+    artifacts: dict[str, Any]
+
+
+def run_protocol(
+    encoder_factory: Callable[[int], nn.Module],
+    data: dict[str, Any],
+    class_names: Sequence[str],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    finetune_kwargs: dict[str, Any] | None = None,
+    random_encoder_factory: Callable[[int], nn.Module] | None = None,
+    fraction_indices: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
+    progress: bool = True,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    device: str | torch.device = "cpu",
+    embed_batch_size: int = 512,
+    probe_kwargs: dict[str, Any] | None = None,
+    spectrogram_control: bool = True,
+) -> ProtocolOutput:
+    """All units in one process, one after another, then :func:`aggregate_units`.
+
+    ``encoder_factory(s)`` gives the pretrained encoder of seed ``s`` (called
+    once per seed, the encoder is shared by the seed's units: fine-tuning
+    works on a copy). ``on_result(unit name, JSON-able metrics)`` is called
+    after each unit, e.g. to log nested MLflow runs.
+    """
+    check_data(data)
+    if fractions and fraction_indices is None:
+        raise DataError("protocol: fraction_indices is required when fractions are given")
+    units = plan_units(fractions, seeds, random_encoder_factory is not None, spectrogram_control)
+    cache: dict[int, nn.Module] = {}
+
+    def cached(seed: int) -> nn.Module:
+        if seed not in cache:
+            cache.clear()  # one seed's encoder at a time
+            cache[seed] = encoder_factory(seed)
+        return cache[seed]
+
+    results: dict[Unit, dict[str, Any]] = {}
+    artifacts: dict[str, Any] = {"finetune_histories": {}}
+    for unit in units:
+        r = run_unit(unit, data, class_names, cached, random_encoder_factory, fraction_indices,
+                     finetune_kwargs, probe_kwargs, device, embed_batch_size, progress)
+        if unit.seed == int(seeds[0]):
+            if unit.method == "linear_probe":
+                artifacts.update(z_test=r["z_test"], y_test=_to_numpy_labels(data["y_test"], "y_test"),
+                                 linear_probe_y_pred=r["y_pred"])
+            elif unit.method == "finetune":
+                artifacts["finetune_histories"][fraction_key(float(unit.fraction or 0.0))] = r["history"]
+        results[unit] = strip_arrays(r)
+        if on_result is not None:
+            on_result(unit.name, results[unit])
+    return ProtocolOutput(aggregate_units(results, seeds, fractions), artifacts)
