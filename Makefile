@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -58,6 +58,11 @@ bench: setup
 bench-orchestration: setup
 	$(BIN)/dvc repro
 	$(BIN)/python bench/bench_orchestration.py
+
+# Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
+# (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json
+bench-cinc2017: setup
+	$(BIN)/python bench/bench_cinc2017.py --mirror $(TRLS_DATA_MIRROR)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -144,7 +144,7 @@ def pipeline_flow(
     profile: str | None = None,
     dataset: str | None = None,
     track: bool = True,
-    register: bool = True,
+    register_model: bool = True,
     model_name: str = "trls-epilepsy-encoder",
     skip_data: bool = False,
 ) -> dict[str, Any]:
@@ -157,9 +157,6 @@ def pipeline_flow(
     training steps read. Registration needs tracking; with ``track=False``
     it is skipped. Returns the model folders, report folder, MLflow parent
     run id and the registration outcome.
-
-    (Prefect's parameter validation warns that ``register`` shadows a pydantic
-    attribute name; the parameter still validates and binds normally.)
     """
     from trls_core.config import load_params
     from trls_core.errors import ConfigError
@@ -191,14 +188,14 @@ def pipeline_flow(
         result["run_id"] = parent.run_id
         result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
         result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
-        if register and track:
+        if register_model and track:
             mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
             result["registration"] = register_task(
                 str(root_p), parent.run_id, str(mdir), str(spectrogram_dir(root_p, ds)),
                 result["report_dir"], params.evaluate.task, model_name,
             )
-        elif register:
-            logger.warning("register=True needs track=True (the registry is MLflow's): not registering")
+        elif register_model:
+            logger.warning("register_model=True needs track=True (the registry is MLflow's): not registering")
     logger.info("pipeline done: %s", result)
     return result
 

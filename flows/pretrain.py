@@ -83,11 +83,18 @@ def pretrain_seed_task(
         for rec in info.get("history", []):
             if int(rec["epoch"]) not in logged:
                 run.log_metrics(_epoch_metrics(rec), step=int(rec["epoch"]))
+        # resumed: this run continued a killed one from its checkpoint; reused: the model with
+        # these parameters was already complete, nothing was trained now
+        resumed = info.get("resumed_from_epoch") if logged else None
         run.set_tags({
             "model_dir": str(out),
             "fingerprint": str(info.get("fingerprint")),
-            "resumed_from_epoch": str(info.get("resumed_from_epoch")),
+            "resumed": str(resumed is not None).lower(),
+            "resumed_from_epoch": str(resumed) if resumed is not None else "none",
+            "reused_finished_model": str(not logged).lower(),
         })
+        if resumed is not None:
+            logger.info("seed %d resumed from its checkpoint after %d completed epoch(s)", seed, int(resumed))
         for name in ("encoder.json", "loss_curve.png"):
             if (out / name).is_file():
                 run.log_artifact(out / name)

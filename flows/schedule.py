@@ -28,7 +28,7 @@ def build_deployment(
     profile: str | None = None,
     dataset: str | None = None,
     track: bool = True,
-    register: bool = True,
+    register_model: bool = True,
 ) -> "RunnerDeployment":
     """The pipeline deployment with a cron schedule (UTC) and absolute paths as default parameters.
 
@@ -41,7 +41,7 @@ def build_deployment(
 
     root_p, params_p = resolve_paths(root, params_path)
     parameters: dict[str, Any] = {"root": str(root_p), "params_path": str(params_p), "track": track,
-                                  "register": register}
+                                  "register_model": register_model}
     if profile is not None:
         parameters["profile"] = profile
     if dataset is not None:

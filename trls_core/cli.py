@@ -124,6 +124,27 @@ def data_spectrogram(dataset: str, params: Path = ParamsOpt, root: Path = RootOp
     _stage("spectrogram", dataset, params, root)
 
 
+@data_app.command("describe")
+def data_describe(
+    dataset: str,
+    params: Path = ParamsOpt,
+    root: Path = RootOpt,
+    limit: int = typer.Option(20, "--limit", help="rejected records to list (all are in rejected.json)"),
+    as_json: bool = typer.Option(False, "--json", help="print summary.json as is"),
+) -> None:
+    """Class counts per split, window counts, rejected records with reasons, Parquet digest."""
+    from trls_core.config import load_params
+    from trls_core.data.report import format_summary, load_summary
+    from trls_core.paths import parquet_dir
+
+    def go() -> None:
+        load_params(params).dataset(dataset)
+        summary, rejected = load_summary(parquet_dir(root, dataset))
+        typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary, rejected, limit))
+
+    _guard(go)
+
+
 @app.command()
 def schedule(
     cron: str = typer.Option("0 3 * * 1", "--cron", help="cron expression (UTC) for the retraining runs"),

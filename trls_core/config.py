@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trls_core.errors import ConfigError
 
@@ -65,11 +65,102 @@ class SpectrogramParams(_Strict):
 
 
 class DatasetParams(_Strict):
-    """Per-dataset data-stage settings (one section per dataset in params.yaml)."""
+    """Bonn epilepsy data-stage settings (section ``epilepsy`` in params.yaml)."""
 
     fetch: FetchParams = FetchParams()
     parquet: ParquetParams = ParquetParams()
     spectrogram: SpectrogramParams = SpectrogramParams()
+
+
+# ------------------------------------------------------- cinc2017 (PhysioNet ECG)
+CINC2017_URL = "https://physionet.org/files/challenge-2017/1.0.0/training2017.zip"
+
+
+class Cinc2017FetchParams(_Strict):
+    """Source of ``training2017.zip``: ``mirror`` (holding ``cinc2017/``) or ``url``.
+
+    ``expected_records`` is checked against the parsed ``RECORDS`` list, so a
+    wrong or partial archive fails the fetch; ``null`` skips the check (tests).
+    """
+
+    mirror: str | None = None
+    url: str = CINC2017_URL
+    retries: int = Field(3, ge=0)
+    timeout_s: float = Field(300.0, gt=0)
+    expected_records: int | None = Field(8528, gt=0)
+
+
+class Cinc2017ParquetParams(_Strict):
+    """Windows of the single-lead ECG records, grouped splits.
+
+    ``window``/``stride`` count samples at ``target_fs`` (records at another
+    rate are resampled with ``resample_poly``). ``pad``: ``drop`` drops each
+    record's trailing remainder and rejects records shorter than a window;
+    ``zero`` zero-pads the remainder into one last window. Splits always keep
+    a record in one split, stratified by the record label. The stage fails
+    when fewer than ``min_keep_fraction`` of the labelled records survive.
+    """
+
+    window: int = Field(1500, gt=0)
+    stride: int | None = Field(None, gt=0)
+    pad: Literal["drop", "zero"] = "drop"
+    target_fs: float = Field(300.0, gt=0)
+    channels: list[str] = Field(default_factory=lambda: ["ECG"])
+    val_frac: float = Field(0.15, gt=0, lt=1)
+    test_frac: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+    flat_std_mv: float = Field(1e-3, ge=0)
+    min_keep_fraction: float = Field(0.9, ge=0, le=1)
+    chunk_records: int = Field(512, gt=0)
+
+
+class Cinc2017Params(_Strict):
+    """PhysioNet/CinC 2017 data-stage settings (section ``cinc2017``)."""
+
+    fetch: Cinc2017FetchParams = Cinc2017FetchParams()
+    parquet: Cinc2017ParquetParams = Cinc2017ParquetParams()
+    spectrogram: SpectrogramParams = SpectrogramParams(n_fft=64, hop=32)
+
+
+# ------------------------------------------------------------ your own data
+class CustomFetchParams(_Strict):
+    """``path``: the user's folder (relative to the project root, or absolute)."""
+
+    path: str
+
+
+class CustomParquetParams(_Strict):
+    """How to read the user's windows; see README "Your own data".
+
+    ``format``: ``auto`` picks by file extension. ``fs`` is required when the
+    files carry none. Rows/records are split by ``record_id`` (or
+    ``subject_id`` with ``group_by: subject``); a file may also carry its own
+    ``split`` column (``split_from_file: true``).
+    """
+
+    format: Literal["auto", "parquet", "csv", "npz", "ucr"] = "auto"
+    fs: float | None = Field(None, gt=0)
+    target_fs: float | None = Field(None, gt=0)
+    channels: list[str] | None = None
+    group_by: Literal["record", "subject", "window"] = "record"
+    split_from_file: bool = False
+    val_frac: float = Field(0.15, gt=0, lt=1)
+    test_frac: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+    class_names: list[str] | None = None
+    min_keep_fraction: float = Field(0.9, ge=0, le=1)
+
+
+class CustomDatasetParams(_Strict):
+    """A user dataset: a top-level params.yaml section with ``kind: custom``."""
+
+    kind: Literal["custom"] = "custom"
+    fetch: CustomFetchParams
+    parquet: CustomParquetParams = CustomParquetParams()
+    spectrogram: SpectrogramParams = SpectrogramParams()
+
+
+DatasetSection = DatasetParams | Cinc2017Params | CustomDatasetParams
 
 
 # ------------------------------------------------------------------ training
@@ -202,23 +293,60 @@ class Params(_Strict):
     profile: str = "small"
     datasets: list[str]
     epilepsy: DatasetParams = DatasetParams()
+    cinc2017: Cinc2017Params = Cinc2017Params()
+    custom: dict[str, CustomDatasetParams] = Field(default_factory=dict)
     model: ModelParams = ModelParams()
     augment: AugmentParams
     pretrain: PretrainParams = PretrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     compare: CompareParams = CompareParams()
 
-    def dataset(self, name: str) -> DatasetParams:
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_custom(cls, data: Any) -> Any:
+        """Move top-level ``<name>: {kind: custom, ...}`` sections into ``custom``.
+
+        DVC's ``foreach`` declares params ``${item}.fetch`` etc., so a user
+        dataset must be a top-level section named after it, like the built-in
+        ones; the ``kind`` key tells it apart from a typo.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        custom = dict(data.get("custom") or {})
+        for key in list(data):
+            value = data[key]
+            if key not in cls.model_fields and isinstance(value, dict) and value.get("kind") == "custom":
+                custom[key] = data.pop(key)
+        if custom:
+            data["custom"] = custom
+        return data
+
+    @model_validator(mode="after")
+    def _datasets_known(self) -> "Params":
+        unknown = [d for d in self.datasets if d not in self.known_datasets()]
+        if unknown:
+            raise ValueError(f"unknown dataset(s) {unknown} in `datasets` (known: {self.known_datasets()})")
+        clash = sorted(set(self.custom) & KNOWN_DATASETS)
+        if clash:
+            raise ValueError(f"custom dataset name(s) {clash} clash with built-in datasets")
+        return self
+
+    def known_datasets(self) -> list[str]:
+        """Built-in datasets plus the user's ``kind: custom`` sections."""
+        return sorted(KNOWN_DATASETS | set(self.custom))
+
+    def dataset(self, name: str) -> DatasetSection:
         """The data-stage section of ``name``; unknown names fail with the known ones."""
+        if name in self.custom:
+            return self.custom[name]
         section = getattr(self, name, None) if name in KNOWN_DATASETS else None
-        if not isinstance(section, DatasetParams):
-            raise ConfigError(
-                f"unknown dataset {name!r}: known datasets are {sorted(KNOWN_DATASETS)}"
-            )
+        if not isinstance(section, (DatasetParams, Cinc2017Params)):
+            raise ConfigError(f"unknown dataset {name!r}: known datasets are {self.known_datasets()}")
         return section
 
 
-KNOWN_DATASETS = frozenset({"epilepsy"})
+KNOWN_DATASETS = frozenset({"epilepsy", "cinc2017"})
 
 
 # ------------------------------------------------------------------- loading
@@ -236,11 +364,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid parameters in {source}:"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = list(e["loc"])
+        if loc[:1] == ["custom"] and len(loc) > 1:  # user sections live at the top level of params.yaml
+            loc = loc[1:]
+        key = ".".join(str(p) for p in loc)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
-        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "missing" and e["type"] != "extra_forbidden" else ""))
+        show_input = bool(loc) and e["type"] not in ("missing", "extra_forbidden")
+        lines.append(f"  {key or 'params'}: {msg}" + (f" (got {e['input']!r})" if show_input else ""))
     return "\n".join(lines)
 
 
@@ -278,7 +410,7 @@ def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | No
     return resolve_params(read_raw_params(path), profile=profile, source=str(path))
 
 
-def data_mirror(fetch: FetchParams) -> Path | None:
+def data_mirror(fetch: FetchParams | Cinc2017FetchParams) -> Path | None:
     """The local mirror folder: ``TRLS_DATA_MIRROR`` wins over params."""
     value = os.environ.get("TRLS_DATA_MIRROR") or fetch.mirror
     return Path(value).expanduser() if value else None

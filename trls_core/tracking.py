@@ -589,6 +589,17 @@ class EncoderModel(mlflow.pyfunc.PythonModel):
         return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
 
 
+#: The models-from-code script logged with every registered encoder (MLflow runs it on load;
+#: ``trls_core`` travels with the model as code_paths).
+MODEL_CODE = '''"""TRLS encoder for MLflow (models from code): raw windows -> embeddings."""
+import mlflow
+
+from trls_core.tracking import EncoderModel
+
+mlflow.models.set_model(EncoderModel())
+'''
+
+
 def _model_artifacts(model_dir: Path, spectrogram_dir: Path) -> dict[str, str]:
     arts = {
         "encoder_weights": Path(model_dir) / "encoder.safetensors",
@@ -684,6 +695,11 @@ def register_encoder(
     with tempfile.TemporaryDirectory(prefix="trls-code-") as tmp:
         code = Path(tmp) / pkg.name
         shutil.copytree(pkg, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # models-from-code: the model is this script, not a cloudpickle of an EncoderModel
+        # instance, so loading a registered model unpickles nothing (weights are safetensors,
+        # config and preprocessing JSON).
+        model_code = Path(tmp) / "trls_encoder_model.py"
+        model_code.write_text(MODEL_CODE)
         with _global_uri(tracker.tracking_uri):
             client = _client(tracker.tracking_uri)
             # The logged model is created explicitly in the run's experiment (the fluent
@@ -699,7 +715,7 @@ def register_encoder(
                 name="encoder",
                 flavor=mlflow.pyfunc,
                 run_id=tracker.run_id,
-                python_model=EncoderModel(),
+                python_model=str(model_code),
                 artifacts=arts,
                 code_paths=[str(code)],
                 pip_requirements=_pip_requirements(),

@@ -1,8 +1,10 @@
-"""Integration tier: a real `dvc repro` of the epilepsy data stages in a temp project.
+"""Integration tier: a real `dvc repro` of the data stages of every dataset in a temp project.
 
 Uses the real Bonn mirror in ../shared/data when present; otherwise a
 synthetic Bonn-shaped mirror made here (same layout, random integers), so
-the pipeline mechanics are always tested.
+the pipeline mechanics are always tested. cinc2017 (also in `datasets:`)
+always comes from a tiny synthetic WFDB/.mat mirror: the full CinC set is a
+benchmark (bench/bench_cinc2017.py), not a test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.cinc_synth import tiny_mirror
+
+TINY_CINC_RECORDS = 40
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TRLS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -44,6 +50,9 @@ def _project(tmp: Path) -> Path:
     for name in ("trls_core", "dvc.yaml", "params.yaml", "pyproject.toml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / name)
+    params = (proj / "params.yaml").read_text()
+    assert "expected_records: 8528" in params
+    (proj / "params.yaml").write_text(params.replace("expected_records: 8528", f"expected_records: {TINY_CINC_RECORDS}"))
     env = _env(proj, None)
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True, env=env)
     subprocess.run([_dvc(), "init", "-q"], cwd=proj, check=True, env=env)
@@ -66,7 +75,13 @@ def test_dvc_repro_epilepsy(tmp_path: Path) -> None:
     real = (SHARED / "bonn-eeg").is_dir()
     if not real:
         print(f"{SHARED}/bonn-eeg absent: using a synthetic Bonn-shaped mirror")
-    mirror = SHARED if real else _synthetic_mirror(tmp_path / "mirror")
+    mirror = tmp_path / "mirror"
+    if real:
+        mirror.mkdir()
+        (mirror / "bonn-eeg").symlink_to(SHARED / "bonn-eeg")
+    else:
+        _synthetic_mirror(mirror)
+    tiny_mirror(mirror, n_records=TINY_CINC_RECORDS)
     proj = _project(tmp_path)
     env = _env(proj, mirror)
     res = subprocess.run([_dvc(), "repro"], cwd=proj, env=env, capture_output=True, text=True)
@@ -79,6 +94,12 @@ def test_dvc_repro_epilepsy(tmp_path: Path) -> None:
     assert meta["counts"]["test"]["n"] == 2_300
     assert sum(meta["counts"][s]["binary"]["1"] for s in ("train", "val", "test")) == 2_300
     assert (proj / "dvc.lock").is_file()
+    cinc = json.loads((proj / "data/parquet/cinc2017/summary.json").read_text())
+    assert cinc["n_windows"] == TINY_CINC_RECORDS * 3 and cinc["n_rejected"] == 0
+    assert (proj / "data/parquet/cinc2017/rejected.json").is_file()
+    cmeta = json.loads((proj / "data/spectrograms/cinc2017/meta.json").read_text())
+    assert cmeta["tasks"]["af"]["classes"] == ["N", "A", "O", "~"]
+    assert sum(cmeta["counts"][s]["n"] for s in ("train", "val", "test")) == TINY_CINC_RECORDS * 3
 
     # nothing changed -> nothing reruns
     again = subprocess.run([_dvc(), "repro"], cwd=proj, env=env, capture_output=True, text=True)
@@ -94,3 +115,4 @@ def test_dvc_repro_epilepsy(tmp_path: Path) -> None:
     assert "Running stage 'spectrogram@epilepsy'" in third.stdout
     assert "Running stage 'parquet@epilepsy'" not in third.stdout
     assert "Running stage 'fetch@epilepsy'" not in third.stdout
+    assert not [s for s in ("fetch", "parquet", "spectrogram") if f"Running stage '{s}@cinc2017'" in third.stdout]

@@ -24,8 +24,6 @@ pytestmark = [
     # SQLAlchemy 2.1 deprecations raised through mlflow's sqlite store (STACK.md)
     pytest.mark.filterwarnings("ignore::DeprecationWarning:sqlalchemy.*"),
     pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning"),
-    # pipeline_flow's `register` parameter shadows a pydantic attribute name; validation still works
-    pytest.mark.filterwarnings('ignore:Field name "register" in:UserWarning'),
 ]
 
 
@@ -194,6 +192,20 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
         assert runs[stage].data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.data.tags["registered_model.version"] == str(reg["version"])
     assert parent.data.metrics["promotion_score"] == pytest.approx(reg["score"])
+    client = _client(mlflow_uri)
+    ev_arts = {a.path for a in client.list_artifacts(runs["evaluate/binary"].info.run_id, "report")}
+    assert {"report/metrics.json", "report/summary.md", "report/tsne.png", "report/confusion_matrix.png"} <= ev_arts
+    assert any(a.path == "loss_curve.png" for a in client.list_artifacts(runs["pretrain/seed=0"].info.run_id))
+
+    # a second run scoring no better (same params: the model and units are reused, same score)
+    # registers a new challenger and leaves the champion where it is, saying why
+    state = pipeline_flow(root=str(tiny_project), params_path=str(tiny_params), track=True,
+                          skip_data=True, model_name="trls-test-encoder", return_state=True)
+    assert state.is_completed(), state.message
+    reg2 = state.result()["registration"]
+    assert not reg2["promoted"] and "not promoted" in reg2["reason"], reg2
+    assert str(client.get_model_version_by_alias("trls-test-encoder", "champion").version) == str(reg["version"])
+    assert str(client.get_model_version_by_alias("trls-test-encoder", "challenger").version) == str(reg2["version"])
 
 
 def test_failing_pretrain_fails_the_flow_with_its_cause(tmp_path: Path, tiny_params: Path, mlflow_uri: str) -> None:
@@ -242,7 +254,7 @@ def test_deployment_registers_with_cron_schedule(tmp_path: Path, tiny_params: Pa
     assert all(s.active for s in stored.schedules)
     assert stored.parameters["root"] == str(tmp_path.resolve())
     assert stored.parameters["params_path"] == str(tiny_params.resolve())
-    assert stored.parameters["track"] is True and stored.parameters["register"] is True
+    assert stored.parameters["track"] is True and stored.parameters["register_model"] is True
 
 
 def test_schedule_cli_rejects_a_bad_cron(prefect_api: None) -> None:
@@ -283,3 +295,37 @@ def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny
             assert runs[f"method/{m}"].data.tags["mlflow.parentRunId"] == parent.info.run_id
         arts = {a.path for a in _client(mlflow_uri).list_artifacts(parent.info.run_id, "comparison")}
         assert "comparison/comparison.md" in arts and "comparison/comparison.csv" in arts
+
+
+def test_pretrain_flow_resumes_a_killed_run_and_the_mlflow_run_says_so(
+    tiny_project: Path, tiny_params: Path, mlflow_uri: str
+) -> None:
+    from flows.pretrain import pretrain_flow
+    from trls_core.config import load_params
+    from trls_core.stages.pretrain import pretrain_seed
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_second_epoch(rec: dict) -> None:
+        if rec["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):  # a pretraining killed after one completed epoch
+        pretrain_seed(tiny_project, load_params(tiny_params), 0, progress=False, on_epoch=kill_in_second_epoch)
+    common = {"root": str(tiny_project), "params_path": str(tiny_params), "track": TRACK}
+    assert pretrain_flow(**common, return_state=True).is_completed()
+    info = json.loads((tiny_project / "models/epilepsy/tfrnn_seed0/encoder.json").read_text())
+    assert info["resumed_from_epoch"] == 1 and len(info["history"]) == 3
+    if not TRACK:
+        return
+    client = _client(mlflow_uri)
+    run = _runs(mlflow_uri)["pretrain/seed=0"]
+    assert run.data.tags["resumed"] == "true" and run.data.tags["resumed_from_epoch"] == "1"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [0, 1, 2]  # full curve
+
+    assert pretrain_flow(**common, return_state=True).is_completed()  # nothing left to train
+    exp = client.get_experiment_by_name("trls-epilepsy")
+    latest = client.search_runs([exp.experiment_id], "attributes.run_name = 'pretrain/seed=0'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert latest.data.tags["reused_finished_model"] == "true" and latest.data.tags["resumed"] == "false"

@@ -274,7 +274,9 @@ def test_registry_champion_rule_and_raw_window_model(root: Path, client: Any, tm
         tracking.promote_if_better(name, v4, 1.0, digest, root=root)
 
     model = tracking.load_model(f"models:/{name}@champion", root=root)
-    assert model.metadata.flavors["python_function"].get("code")  # trls_core travels with the model
+    flavor = model.metadata.flavors["python_function"]
+    assert flavor.get("code")  # trls_core travels with the model
+    assert flavor.get("model_code_path") and "python_model" not in flavor  # models-from-code: no pickle
     windows = raw[:5].numpy().astype(np.float32)
     emb = model.predict(windows)
     assert emb.shape == (5, ENC_KWARGS["rep_dim"]) and emb.dtype == np.float32 and np.isfinite(emb).all()

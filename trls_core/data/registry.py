@@ -13,7 +13,13 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from trls_core.config import DatasetParams, data_mirror
+from trls_core.config import (
+    Cinc2017Params,
+    CustomDatasetParams,
+    DatasetParams,
+    DatasetSection,
+    data_mirror,
+)
 from trls_core.errors import ConfigError
 
 
@@ -23,8 +29,8 @@ class DatasetSpec:
 
     name: str
     description: str
-    fetch: Callable[[Path, DatasetParams], dict[str, Any]]
-    to_table: Callable[[Path, DatasetParams], tuple[pa.Table, dict[str, Any]]]
+    fetch: Callable[[Path, Any], dict[str, Any]]
+    to_table: Callable[[Path, Any], tuple[pa.Table, dict[str, Any]]]
 
 
 def _fetch_epilepsy(dest: Path, params: DatasetParams) -> dict[str, Any]:
@@ -56,6 +62,46 @@ def _table_epilepsy(raw_dir: Path, params: DatasetParams) -> tuple[pa.Table, dic
     return table, meta
 
 
+def _fetch_cinc2017(dest: Path, params: Cinc2017Params) -> dict[str, Any]:
+    from trls_core.data.cinc2017 import fetch_cinc2017
+
+    f = params.fetch
+    return fetch_cinc2017(
+        dest,
+        mirror=data_mirror(f),
+        url=f.url,
+        expected_records=f.expected_records,
+        timeout=f.timeout_s,
+        retries=f.retries,
+    )
+
+
+def _table_cinc2017(raw_dir: Path, params: Cinc2017Params) -> tuple[pa.Table, dict[str, Any]]:
+    from trls_core.data.cinc2017 import ZIP_NAME
+    from trls_core.data.cinc2017_table import build_cinc2017_table
+
+    return build_cinc2017_table(raw_dir / ZIP_NAME, params.parquet)
+
+
+def _fetch_custom(dest: Path, params: CustomDatasetParams) -> dict[str, Any]:
+    from trls_core.data.custom import fetch_custom
+
+    return fetch_custom(dest, Path(params.fetch.path))
+
+
+def _table_custom(raw_dir: Path, params: CustomDatasetParams) -> tuple[pa.Table, dict[str, Any]]:
+    from trls_core.data.custom import build_custom_table
+
+    return build_custom_table(raw_dir, params.parquet)
+
+
+CUSTOM = DatasetSpec(
+    name="custom",
+    description="your own windows + labels (Parquet, CSV, NPZ or UCR .tsv) from a folder",
+    fetch=_fetch_custom,
+    to_table=_table_custom,
+)
+
 DATASETS: dict[str, DatasetSpec] = {
     "epilepsy": DatasetSpec(
         name="epilepsy",
@@ -63,11 +109,22 @@ DATASETS: dict[str, DatasetSpec] = {
         fetch=_fetch_epilepsy,
         to_table=_table_epilepsy,
     ),
+    "cinc2017": DatasetSpec(
+        name="cinc2017",
+        description="PhysioNet/CinC 2017 single-lead ECG, 8,528 records, N/A/O/~",
+        fetch=_fetch_cinc2017,
+        to_table=_table_cinc2017,
+    ),
 }
 
 
-def get_dataset(name: str) -> DatasetSpec:
-    """The spec of ``name``; an unknown name fails with the list of known ones."""
+def get_dataset(name: str, section: DatasetSection | None = None) -> DatasetSpec:
+    """The spec of ``name``; an unknown name fails with the list of known ones.
+
+    A user dataset (a ``kind: custom`` section) gets the generic reader.
+    """
+    if isinstance(section, CustomDatasetParams):
+        return CUSTOM
     try:
         return DATASETS[name]
     except KeyError:

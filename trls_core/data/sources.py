@@ -9,7 +9,6 @@ half-populated folder nor damages a previous good one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -22,7 +21,7 @@ import numpy as np
 
 from trls_core.data.bonn import BONN_SETS, FS_HZ, SET_ORDER, content_digest, find_set_zip, read_bonn_zip
 from trls_core.errors import DataError
-from trls_core.io import atomic_dir, write_json
+from trls_core.io import atomic_dir, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +37,6 @@ BONN_URLS: dict[str, str] = {
 }
 
 MIRROR_SUBDIR = "bonn-eeg"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_bonn_mirror(mirror: Path) -> Path:

@@ -56,3 +56,23 @@ def load_normaliser(directory: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"{path} not found")
     return load_file(str(path))
+
+
+def load_records(directory: Path, split: str) -> tuple[torch.Tensor, list[str]]:
+    """Per-window record index of ``split`` and the record ids it indexes.
+
+    ``ids[idx[i]]`` is the record of window ``i``: average window
+    predictions over equal indices for record-level predictions (CinC 2017
+    is scored per record).
+    """
+    directory = Path(directory)
+    path = directory / "records.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: rebuild the spectrograms (`dvc repro`) to get record ids")
+    ids = json.loads(path.read_text()).get(split)
+    if ids is None:
+        raise DataError(f"{path}: no split {split!r}")
+    tensors = load_file(str(directory / f"{split}.safetensors"))
+    if "record_idx" not in tensors:
+        raise DataError(f"{directory / f'{split}.safetensors'}: field 'record_idx' is missing")
+    return tensors["record_idx"].long(), list(ids)

@@ -38,7 +38,7 @@ from torch import nn
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split, task_info
 from trls_core.errors import DataError
-from trls_core.io import write_json
+from trls_core.io import sha256_file, write_json
 from trls_core.paths import model_dir, report_dir, report_file, spectrogram_dir
 from trls_core.protocol import Unit, plan_units
 from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, resolve_device
@@ -81,14 +81,6 @@ def pretrain_seed_for(params: Params, seed: int) -> int:
     return pp.seeds[ev.seeds.index(seed) % len(pp.seeds)]
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass
 class EvalContext:
     """What every unit of one evaluation needs, loaded once per process.
@@ -113,7 +105,7 @@ class EvalContext:
         if pretrain_seed not in self._encoders:
             mdir = model_dir(self.root, self.params.pretrain.dataset, self.params.model.encoder, pretrain_seed)
             enc, _ = load_encoder(mdir)
-            self._encoders[pretrain_seed] = (enc, _sha256_file(mdir / "encoder.safetensors"))
+            self._encoders[pretrain_seed] = (enc, sha256_file(mdir / "encoder.safetensors"))
         return self._encoders[pretrain_seed]
 
     def encoder(self, seed: int) -> nn.Module:

@@ -17,7 +17,8 @@ from trls_core.stages._common import run_stage
 
 
 def fetch(root: Path, dataset: str, params: Params) -> None:
-    manifest = get_dataset(dataset).fetch(raw_dir(root, dataset), params.dataset(dataset))
+    section = params.dataset(dataset)
+    manifest = get_dataset(dataset, section).fetch(raw_dir(root, dataset), section)
     logging.info("fetched %s from %s (content digest %s)", dataset, manifest.get("source"),
                  str(manifest.get("content_digest", ""))[:16])
 

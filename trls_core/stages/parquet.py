@@ -1,7 +1,9 @@
 """DVC stage `parquet`: raw files -> data/parquet/<dataset>/windows.parquet.
 
 Reads params `<dataset>.parquet`. One row per window with labels, record ids
-and the split (protocol from params); a summary JSON sits next to it.
+and the split (protocol from params). Next to it: ``summary.json`` (counts
+per split and class, rejections by kind, Parquet digest; what
+`trls data describe` prints) and ``rejected.json`` (record, reason).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from trls_core.config import Params
 from trls_core.data.parquet import write_windows
 from trls_core.data.registry import get_dataset
+from trls_core.data.report import build_summary
 from trls_core.io import atomic_dir
 from trls_core.paths import parquet_dir, raw_dir
 from trls_core.stages._common import run_stage
@@ -23,13 +26,17 @@ def build_parquet(root: Path, dataset: str, params: Params) -> None:
     src = raw_dir(root, dataset)
     manifest_path = src / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    table, meta = get_dataset(dataset).to_table(src, params.dataset(dataset))
+    section = params.dataset(dataset)
+    table, meta = get_dataset(dataset, section).to_table(src, section)
+    rejected: list[dict[str, str]] = list(meta.pop("rejected", []))
     meta = {"dataset": dataset, "source_content_digest": manifest.get("content_digest"), **meta}
     with atomic_dir(parquet_dir(root, dataset)) as tmp:
         digest = write_windows(table, tmp / "windows.parquet", meta)
-        summary = {**meta, "n_windows": table.num_rows, "parquet_sha256": digest}
+        summary = build_summary(table, meta, rejected, digest)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    logging.info("%s: %d windows -> %s (sha256 %s)", dataset, table.num_rows, parquet_dir(root, dataset), digest[:16])
+        (tmp / "rejected.json").write_text(json.dumps(rejected, indent=1) + "\n")
+    logging.info("%s: %d windows, %d rejected record(s) -> %s (sha256 %s)", dataset, table.num_rows,
+                 len(rejected), parquet_dir(root, dataset), digest[:16])
 
 
 if __name__ == "__main__":

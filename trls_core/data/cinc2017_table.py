@@ -1,0 +1,173 @@
+"""CinC 2017 records -> the windows Parquet contract, with a rejection report.
+
+Why this shape:
+- Splits are drawn over the *labelled records* before any signal is read
+  (grouped by record, stratified by record label), so a record rejected for
+  a bad signal never reshuffles the others: the same record lands in the
+  same split whatever else is broken.
+- Records are read one at a time from the zip and turned into Arrow
+  batches ``chunk_records`` at a time, so memory holds the windows, not the
+  raw records plus intermediate copies.
+- A bad record is skipped with its reason (``rejected``); the build fails
+  only when fewer than ``min_keep_fraction`` of the labelled records remain.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from trls_core.config import Cinc2017ParquetParams
+from trls_core.data.cinc2017 import CLASS_DESCRIPTIONS, CLASSES, DATASET_VERSION, Cinc2017Archive
+from trls_core.data.parquet import windows_frame
+from trls_core.data.wfdb_mat import (
+    check_against_header,
+    check_signal,
+    cut_windows,
+    parse_header,
+    read_mat_val,
+    resample,
+    select_channels,
+    to_physical,
+)
+from trls_core.data.windows import assign_splits
+from trls_core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def load_record(arc: Cinc2017Archive, rid: str, p: Cinc2017ParquetParams) -> np.ndarray:
+    """One record as physical units (mV) at ``p.target_fs``, channels ``p.channels``: (C, L)."""
+    hea_name, mat_name = arc.hea[rid], arc.mat[rid]
+    where = f"{arc.path.name}:{hea_name}"
+    header = parse_header(arc.read_text(hea_name), where)
+    if header.record_name != rid:
+        raise DataError(f"{where}: header names record {header.record_name!r}, file is {rid!r}")
+    mat_where = f"{arc.path.name}:{mat_name}"
+    val = read_mat_val(arc.read_member(mat_name), mat_where)
+    check_against_header(val, header, f"{where} vs {mat_name.rsplit('/', 1)[-1]}")
+    signal = select_channels(to_physical(val, header), header, p.channels, where)
+    check_signal(signal, p.flat_std_mv, where)
+    return resample(signal, header.fs, p.target_fs)
+
+
+def _classify(arc: Cinc2017Archive) -> tuple[list[str], list[int], list[dict[str, str]]]:
+    """(usable ids, their label index, rejections) from names and labels alone."""
+    ids: list[str] = []
+    labels: list[int] = []
+    rejected: list[dict[str, str]] = []
+    listed = set(arc.records) if arc.records is not None else None
+    for rid in arc.record_ids():
+        label = arc.labels.get(rid)
+        missing = [ext for ext, have in ((".hea", arc.hea), (".mat", arc.mat)) if rid not in have]
+        if label is None:
+            reason = "no label in REFERENCE.csv"
+        elif missing:
+            reason = f"labelled in REFERENCE.csv but {' and '.join(missing)} missing from the archive"
+        elif label not in CLASSES:
+            reason = f"unknown label {label!r} in REFERENCE.csv (expected one of {list(CLASSES)})"
+        elif listed is not None and rid not in listed:
+            reason = "labelled and present but not listed in RECORDS"
+        else:
+            ids.append(rid)
+            labels.append(CLASSES.index(label))
+            continue
+        rejected.append({"record_id": rid, "reason": reason})
+    return ids, labels, rejected
+
+
+def build_cinc2017_table(zip_path: Path, p: Cinc2017ParquetParams) -> tuple[pa.Table, dict[str, Any]]:
+    """Windows table + metadata (``rejected`` included) for ``training2017.zip``."""
+    with Cinc2017Archive.open(Path(zip_path)) as arc:
+        for problem in arc.label_problems:
+            logger.warning("%s", problem)
+        ids, labels, rejected = _classify(arc)
+        n_candidates = len(ids) + sum(1 for r in rejected if r["reason"] != "no label in REFERENCE.csv")
+        if not ids:
+            raise DataError(f"{zip_path}: no usable labelled record (rejected: {len(rejected)})")
+        rec_split = assign_splits(np.asarray(labels), np.asarray(ids), "grouped", p.val_frac, p.test_frac, p.seed)
+        tables: list[pa.Table] = []
+        chunk: list[tuple[str, int, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        kept_records = 0
+        for rid, lab, split in zip(ids, labels, rec_split):
+            try:
+                signal = load_record(arc, rid, p)
+                windows, start, n_pad = cut_windows(signal, p.window, p.stride, p.pad, f"record {rid}")
+            except DataError as exc:
+                rejected.append({"record_id": rid, "reason": str(exc)})
+                continue
+            chunk.append((rid, lab, str(split), windows, start, n_pad))
+            kept_records += 1
+            if len(chunk) >= p.chunk_records:
+                tables.append(_chunk_table(chunk, p.target_fs))
+                chunk = []
+        if chunk:
+            tables.append(_chunk_table(chunk, p.target_fs))
+    rejected.sort(key=lambda r: r["record_id"])
+    keep = kept_records / max(n_candidates, 1)
+    if keep < p.min_keep_fraction or not tables:
+        raise DataError(
+            f"{zip_path}: only {kept_records} of {n_candidates} labelled records usable "
+            f"({keep:.1%} < cinc2017.parquet.min_keep_fraction {p.min_keep_fraction:.0%}); "
+            f"{len(rejected)} rejected, first: {rejected[:3]}"
+        )
+    if rejected:
+        logger.warning("cinc2017: %d record(s) rejected (see rejected.json)", len(rejected))
+    table = pa.concat_tables(tables)
+    return table, _metadata(table, p, kept_records, n_candidates, rejected)
+
+
+def _chunk_table(chunk: list[tuple[str, int, str, np.ndarray, np.ndarray, np.ndarray]], fs: float) -> pa.Table:
+    counts = [c[3].shape[0] for c in chunk]
+    rids = np.repeat([c[0] for c in chunk], counts)
+    labels = np.repeat([c[1] for c in chunk], counts).astype(np.int64)
+    starts = np.concatenate([c[4] for c in chunk])
+    k = np.concatenate([np.arange(n) for n in counts])
+    window_ids = np.char.add(np.char.add(rids.astype(str), "_"), np.char.zfill(k.astype(str), 3))
+    return windows_frame(
+        np.concatenate([c[3] for c in chunk]),
+        window_id=window_ids,
+        record_id=rids,
+        subject_id=rids,
+        split=np.repeat([c[2] for c in chunk], counts),
+        label=labels,
+        label_name=np.asarray(CLASSES)[labels],
+        fs=fs,
+        extra={"start": starts, "n_pad": np.concatenate([c[5] for c in chunk])},
+    )
+
+
+def _metadata(
+    table: pa.Table, p: Cinc2017ParquetParams, kept: int, candidates: int, rejected: list[dict[str, str]]
+) -> dict[str, Any]:
+    split = table["split"].to_numpy(zero_copy_only=False)
+    names, counts = np.unique(split, return_counts=True)
+    return {
+        "dataset": "cinc2017",
+        "dataset_version": DATASET_VERSION,
+        "tasks": {"af": {"column": "label", "classes": list(CLASSES)}},
+        "class_descriptions": CLASS_DESCRIPTIONS,
+        "protocol": "grouped",
+        "group": "record_id",
+        "stratified_on": "record label",
+        "seed": p.seed,
+        "val_frac": p.val_frac,
+        "test_frac": p.test_frac,
+        "window": p.window,
+        "stride": p.stride or p.window,
+        "pad": p.pad,
+        "fs": p.target_fs,
+        "channels": p.channels,
+        "units": "mV",
+        "n_records": kept,
+        "n_candidate_records": candidates,
+        "n_windows": table.num_rows,
+        "n_per_split": {s: 0 for s in ("train", "val", "test")} | {str(a): int(b) for a, b in zip(names, counts)},
+        "subject_id_note": "CinC 2017 publishes no subject ids; subject_id = record_id",
+        "record_prediction": "aggregate window predictions by record_id (e.g. mean probability)",
+        "rejected": rejected,
+    }
