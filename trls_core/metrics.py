@@ -26,6 +26,11 @@ from trls_core.errors import DataError
 #: Scalar metrics aggregated over seeds by default (the report's columns).
 DEFAULT_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "cohen_kappa", "balanced_accuracy")
 
+#: Aggregated too when every run of a group has them: the task's own score
+#: (``challenge_f1``: mean F1 over the task's ``score_classes``, e.g. N/A/O of
+#: CinC 2017) and record-level scores (window predictions voted per record).
+EXTRA_KEYS: tuple[str, ...] = ("challenge_f1", "record_accuracy", "record_macro_f1", "record_challenge_f1")
+
 
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
@@ -124,4 +129,66 @@ def aggregate_runs(
         if missing:
             raise DataError(f"aggregate_runs: metric {key!r} missing from run(s) {missing}")
         out[key] = aggregate(r[key] for r in runs)
+    return out
+
+
+def subset_f1(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    score_classes: Sequence[str],
+) -> float:
+    """Mean F1 over ``score_classes`` only: the PhysioNet/CinC 2017 score is the mean F1 of N, A, O.
+
+    Predictions of an unscored class (CinC's noisy ``~``) still count as
+    errors of the scored classes, as in the challenge's own scoring.
+    """
+    missing = [c for c in score_classes if c not in class_names]
+    if missing:
+        raise DataError(f"subset_f1: score classes {missing} are not among the task's classes {list(class_names)}")
+    idx = [list(class_names).index(c) for c in score_classes]
+    f1 = f1_score(np.asarray(y_true), np.asarray(y_pred), labels=idx, average=None, zero_division=0)
+    return float(np.mean(f1))
+
+
+def vote_by_group(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Record-level labels and predictions: each record's windows vote (majority, ties -> lower class index).
+
+    The true label of a record is the majority of its windows' labels (all
+    equal in the datasets here: labels are per record/segment). Returns
+    ``(y_true_records, y_pred_records)`` ordered by group id.
+    """
+    yt, yp, g = (np.asarray(a).astype(np.int64).ravel() for a in (y_true, y_pred, groups))
+    if not (yt.size == yp.size == g.size):
+        raise DataError(f"vote_by_group: {yt.size} labels, {yp.size} predictions, {g.size} group ids")
+    uniq, inv = np.unique(g, return_inverse=True)
+    true_votes = np.zeros((uniq.size, n_classes), dtype=np.int64)
+    pred_votes = np.zeros((uniq.size, n_classes), dtype=np.int64)
+    np.add.at(true_votes, (inv, yt), 1)
+    np.add.at(pred_votes, (inv, yp), 1)
+    return true_votes.argmax(axis=1), pred_votes.argmax(axis=1)
+
+
+def task_scores(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_names: Sequence[str],
+    score_classes: Sequence[str] | None = None,
+    groups: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The :data:`EXTRA_KEYS` that apply: ``challenge_f1`` when the task has score classes,
+    ``record_*`` when window -> record ids are known."""
+    out: dict[str, float] = {}
+    if score_classes:
+        out["challenge_f1"] = subset_f1(y_true, y_pred, class_names, score_classes)
+    if groups is not None:
+        rt, rp = vote_by_group(y_true, y_pred, groups, len(class_names))
+        rec = classification_metrics(rt, rp, class_names)
+        out["record_accuracy"] = rec["accuracy"]
+        out["record_macro_f1"] = rec["macro_f1"]
+        out["n_records"] = int(rt.size)
+        if score_classes:
+            out["record_challenge_f1"] = subset_f1(rt, rp, class_names, score_classes)
     return out

@@ -34,7 +34,7 @@ from trls_core.evaluate import (
     fraction_key,
     linear_probe,
 )
-from trls_core.metrics import DEFAULT_KEYS, aggregate_runs
+from trls_core.metrics import DEFAULT_KEYS, EXTRA_KEYS, aggregate_runs
 
 #: The unit kinds; the two controls report under ``results["controls"]``.
 METHODS = ("linear_probe", "finetune", "spectrogram_linear", "random_encoder_linear")
@@ -220,8 +220,8 @@ def aggregate_units(
                 entry["controls"][c] = clean[Unit(c, s)]
         per_seed.append(entry)
     out: dict[str, Any] = {
-        "linear_probe": aggregate_runs([e["linear_probe"] for e in per_seed], DEFAULT_KEYS),
-        "finetune": {k: aggregate_runs([e["finetune"][k] for e in per_seed], DEFAULT_KEYS) for k in keys},
+        "linear_probe": _aggregate([e["linear_probe"] for e in per_seed]),
+        "finetune": {k: _aggregate([e["finetune"][k] for e in per_seed]) for k in keys},
         "controls": {},
         "seeds": [int(s) for s in seeds],
         "fractions": keys,
@@ -230,8 +230,14 @@ def aggregate_units(
     for c in CONTROLS:
         runs = [e["controls"][c] for e in per_seed if c in e["controls"]]
         if runs:
-            out["controls"][c] = aggregate_runs(runs, DEFAULT_KEYS)
+            out["controls"][c] = _aggregate(runs)
     return out
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """DEFAULT_KEYS, plus each EXTRA_KEYS metric that every run of the group reports."""
+    extra = [k for k in EXTRA_KEYS if all(k in r for r in runs)]
+    return aggregate_runs(runs, (*DEFAULT_KEYS, *extra))
 
 
 class ProtocolOutput(NamedTuple):

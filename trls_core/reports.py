@@ -16,6 +16,13 @@ import numpy as np
 
 from trls_core.io import write_json, write_text
 
+_EXTRA_LABELS = {
+    "challenge_f1": "challenge F1 (score classes)",
+    "record_accuracy": "record accuracy (voted)",
+    "record_macro_f1": "record macro-F1 (voted)",
+    "record_challenge_f1": "record challenge F1 (voted)",
+}
+
 _CONTROL_LABELS = {
     "spectrogram_linear": "control: linear on spectrogram pixels",
     "random_encoder_linear": "control: linear on random-init encoder",
@@ -108,14 +115,22 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         )
 
     probe = results.get("linear_probe")
-    row("linear probe (frozen)", probe)
     controls = results.get("controls", {}) or {}
-    for name, agg in controls.items():
-        row(_CONTROL_LABELS.get(name, f"control: {name}"), agg)
     finetune = results.get("finetune", {}) or {}
-    for frac in sorted(finetune, key=float):
-        row(f"fine-tune {100 * float(frac):g} % labels", finetune[frac])
+    settings = [("linear probe (frozen)", probe)]
+    settings += [(_CONTROL_LABELS.get(name, f"control: {name}"), agg) for name, agg in controls.items()]
+    settings += [(f"fine-tune {100 * float(frac):g} % labels", finetune[frac]) for frac in sorted(finetune, key=float)]
+    for label, agg in settings:
+        row(label, agg)
     lines.append("")
+
+    extra = [k for k in _EXTRA_LABELS if probe and k in probe]
+    if extra:  # the task's own score and record-level (voted) scores
+        lines.append("| setting | " + " | ".join(_EXTRA_LABELS[k] for k in extra) + " |")
+        lines.append("|---" * (len(extra) + 1) + "|")
+        for label, agg in settings:
+            lines.append(f"| {label} | " + " | ".join(_pm(agg, k) for k in extra) + " |")
+        lines.append("")
 
     if probe and controls:
         lines.append("## Pretraining vs. controls")

@@ -104,3 +104,32 @@ def test_params_typo_in_cinc_section_names_the_key(tiny_params: Path, tmp_path: 
         load_params(bad)
     with pytest.raises(ConfigError, match=r"unknown dataset 'mitdb'.*cinc2017.*epilepsy"):
         load_params(tiny_params).dataset("mitdb")
+
+
+@pytest.mark.slow
+def test_cinc2017_trains_and_reports_the_challenge_score(cinc_project: tuple[Path, Path]) -> None:
+    """Downstream of the stages nothing is dataset-specific: pretraining and the protocol run on
+    task `af`, and the report adds the challenge F1 (N, A, O) and record-level (voted) scores."""
+    from trls_core.stages.evaluate import evaluate_all
+    from trls_core.stages.pretrain import pretrain_seed
+
+    root, params_path = cinc_project
+    for name, fn in (("fetch", fetch), ("parquet", build_parquet), ("spectrogram", build_spectrograms)):
+        assert run_stage(name, fn, ["cinc2017", "--params", str(params_path), "--root", str(root)]) == 0
+    raw = yaml.safe_load(params_path.read_text())
+    raw["pretrain"]["dataset"] = raw["evaluate"]["dataset"] = "cinc2017"
+    raw["evaluate"].update({"task": "af", "fractions": [1.0], "seeds": [0, 1]})
+    params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(params_path)
+    assert task_info(load_meta(spectrogram_dir(root, "cinc2017")), "af")["score_classes"] == ["N", "A", "O"]
+    pretrain_seed(root, params, 0, progress=False)
+    rdir = evaluate_all(root, params, progress=False)
+    m = json.loads((rdir / "metrics_af.json").read_text())
+    assert m["task"] == "af" and m["class_names"] == ["N", "A", "O", "~"]
+    lp = m["linear_probe"]
+    for key in ("challenge_f1", "record_accuracy", "record_macro_f1", "record_challenge_f1"):
+        assert 0.0 <= lp[key]["mean"] <= 1.0 and lp[key]["n"] == 2, key
+    assert "challenge_f1" in m["finetune"]["1.0"] and "record_accuracy" in m["controls"]["random_encoder_linear"]
+    first = m["per_seed"][0]["linear_probe"]
+    assert first["n_records"] == len(load_records(spectrogram_dir(root, "cinc2017"), "test")[1])
+    assert "challenge F1 (score classes)" in (rdir / "summary_af.md").read_text()

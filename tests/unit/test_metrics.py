@@ -72,3 +72,30 @@ def test_aggregate_runs_keys_and_missing_metric() -> None:
     assert out["macro_f1"]["std"] == pytest.approx(math.sqrt(0.02))
     with pytest.raises(DataError, match="cohen_kappa"):
         aggregate_runs(runs)
+
+
+def test_subset_f1_is_the_cinc2017_score_by_hand() -> None:
+    from trls_core.metrics import subset_f1
+
+    names = ["N", "A", "O", "~"]
+    yt = np.array([0, 0, 1, 1, 2, 2, 3])
+    yp = np.array([0, 1, 1, 1, 2, 3, 3])
+    # N: tp1 fp0 fn1 -> 2/3; A: tp2 fp1 fn0 -> 4/5; O: tp1 fp0 fn1 -> 2/3; '~' is not scored
+    assert subset_f1(yt, yp, names, ["N", "A", "O"]) == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)
+    with pytest.raises(DataError, match=r"\['X'\]"):
+        subset_f1(yt, yp, names, ["N", "X"])
+
+
+def test_vote_by_group_and_record_scores() -> None:
+    from trls_core.metrics import task_scores, vote_by_group
+
+    groups = np.array([5, 5, 5, 9, 9, 7])
+    yt = np.array([1, 1, 1, 0, 0, 0])
+    yp = np.array([1, 0, 1, 0, 1, 1])  # record 5 -> 1 (2 of 3); record 9 -> tie 0/1 -> 0; record 7 -> 1
+    rt, rp = vote_by_group(yt, yp, groups, 2)
+    assert rt.tolist() == [1, 0, 0] and rp.tolist() == [1, 1, 0]  # ordered by record id 5, 7, 9
+    s = task_scores(yt, yp, ["a", "b"], None, groups)
+    assert s["record_accuracy"] == pytest.approx(2 / 3) and s["n_records"] == 3
+    assert "challenge_f1" not in s and "record_challenge_f1" not in s
+    with pytest.raises(DataError, match="group ids"):
+        vote_by_group(yt, yp, groups[:3], 2)

@@ -149,7 +149,8 @@ def _metadata(
     return {
         "dataset": "cinc2017",
         "dataset_version": DATASET_VERSION,
-        "tasks": {"af": {"column": "label", "classes": list(CLASSES)}},
+        # the challenge score: mean F1 of N, A and O (noisy '~' is not scored)
+        "tasks": {"af": {"column": "label", "classes": list(CLASSES), "score_classes": ["N", "A", "O"]}},
         "class_descriptions": CLASS_DESCRIPTIONS,
         "protocol": "grouped",
         "group": "record_id",

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from trls_core.config import Params
-from trls_core.data.tensors import load_meta, load_split, task_info
+from trls_core.data.tensors import load_meta, load_records, load_split, task_info
 from trls_core.errors import DataError
 from trls_core.io import sha256_file, write_json
 from trls_core.paths import model_dir, report_dir, report_file, spectrogram_dir
@@ -45,7 +45,7 @@ from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, r
 
 logger = logging.getLogger(__name__)
 
-UNIT_SCHEMA = 1
+UNIT_SCHEMA = 2  # 2: challenge_f1 / record-level scores in unit results
 
 
 def _machine() -> dict[str, Any]:
@@ -96,6 +96,8 @@ class EvalContext:
     data: dict[str, Any]
     device: str
     _encoders: dict[int, tuple[nn.Module, str]]
+    score_classes: list[str] | None = None  # the task's own F1 subset (CinC 2017: N, A, O)
+    test_records: np.ndarray | None = None  # record index of each test window, when the data has them
 
     @property
     def in_channels(self) -> int:
@@ -150,7 +152,9 @@ def load_context(root: Path, params: Params) -> EvalContext:
     class_names = list(task_info(meta, ev.task)["classes"])
     splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
     data = {f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}
-    return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {})
+    test_records = load_records(sdir, "test")[0].numpy() if meta.get("records") else None
+    return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {},
+                       score_classes=task_info(meta, ev.task).get("score_classes"), test_records=test_records)
 
 
 def read_unit(path: Path) -> dict[str, Any]:
@@ -179,6 +183,7 @@ def evaluate_unit(
     either no file or the previous complete one.
     """
     from trls_core.data.windows import label_fraction_indices
+    from trls_core.metrics import task_scores
     from trls_core.protocol import run_unit, strip_arrays
 
     ctx = ctx or load_context(root, params)
@@ -201,6 +206,9 @@ def evaluate_unit(
         device=ctx.device,
         progress=progress,
     )
+    if isinstance(result.get("y_pred"), np.ndarray):  # task score and record-level votes
+        result.update(task_scores(np.asarray(ctx.data["y_test"]), result["y_pred"], ctx.class_names,
+                                  ctx.score_classes, ctx.test_records))
     result = strip_arrays(result)
     result["unit_seconds"] = round(time.perf_counter() - t0, 3)
     write_json(path, {"schema": UNIT_SCHEMA, "unit": unit.name, "method": unit.method, "seed": unit.seed,

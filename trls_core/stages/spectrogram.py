@@ -125,7 +125,11 @@ def build_spectrograms(root: Path, dataset: str, params: Params) -> None:
             "n_channels": n_channels,
             "n_samples": n_samples,
             "fs": float(df["fs"].iloc[0]),
-            "tasks": {t: {"key": f"y_{t}", "classes": s.get("classes")} for t, s in tasks.items()},
+            # score_classes: the classes a dataset's own summary score averages F1 over
+            # (CinC 2017: N, A, O); evaluation reads it from here, never from a dataset name
+            "tasks": {t: {"key": f"y_{t}", "classes": s.get("classes"),
+                          **({"score_classes": s["score_classes"]} if s.get("score_classes") else {})}
+                      for t, s in tasks.items()},
             "protocol": meta.get("protocol"),
             "parquet_sha256": sha256_file(src),
             "counts": counts,
