@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
-    "NullTracker", "experiment_name", "flow_run_tags", "numeric_metrics", "resolve_paths", "run_logger", "start_run",
+    "NullTracker", "experiment_name", "flow_run_tags", "log_params_file", "numeric_metrics", "resolve_paths",
+    "run_logger", "start_run",
 ]
 
 
@@ -130,3 +131,15 @@ def flow_run_tags() -> dict[str, str]:
     if flow_run.name:
         tags["prefect.flow_run_name"] = str(flow_run.name)
     return tags
+
+
+def log_params_file(run: Any, params_path: Path, params: Any) -> None:
+    """The params file as given and the resolved settings (profile merged) as artifacts under ``params/``.
+
+    The flattened MLflow params are for filtering in the UI; these two files
+    are what a user copies to reproduce the run exactly.
+    """
+    if isinstance(run, NullTracker):
+        return
+    run.log_artifact(Path(params_path), "params")
+    run.log_dict(params.model_dump(mode="json"), "params/resolved.json")

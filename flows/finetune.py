@@ -35,7 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from trls_core.paths import report_file
 
-from flows import experiment_name, flow_run_tags, numeric_metrics, resolve_paths, run_logger, start_run
+from flows import experiment_name, flow_run_tags, log_params_file, numeric_metrics, resolve_paths, run_logger, start_run
 
 _CTX_LOCK = threading.Lock()
 _CTX: dict[tuple[Any, ...], Any] = {}
@@ -188,6 +188,8 @@ def finetune_flow(
     tags = {"stage": "evaluate", "task": ev.task, "profile": params.profile, **flow_run_tags()}
     with start_run(track, root_p, experiment_name(ev.dataset), f"evaluate/{ev.task}",
                    params=_run_params(params), tags=tags, parent_run_id=parent_run_id) as run:
+        if parent_run_id is None:
+            log_params_file(run, params_p, params)
         common = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "task_name": task}
         futures = evaluate_unit_task.map(
             **common, unit_name=[u.name for u in units], unit=[tuple(u) for u in units],

@@ -34,7 +34,7 @@ from prefect.cache_policies import NO_CACHE
 
 from trls_core.paths import report_file
 
-from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
 
@@ -186,6 +186,7 @@ def pipeline_flow(
                            "task": params.evaluate.task, "params_path": str(params_p)},
                    tags=tags) as parent:
         result["run_id"] = parent.run_id
+        log_params_file(parent, params_p, params)
         result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
         result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
         if register_model and track:

@@ -19,13 +19,24 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run
 
 EPOCH_KEYS = {"loss": "loss", "lr": "lr", "tau": "tau", "seconds": "epoch_seconds"}
 
 
 def _epoch_metrics(rec: dict[str, Any]) -> dict[str, float]:
     return {name: float(rec[k]) for k, name in EPOCH_KEYS.items() if isinstance(rec.get(k), (int, float))}
+
+
+def _load(params_path: str, profile: str | None, subset_fraction: float | None) -> Any:
+    """Params from the file, with ``pretrain.subset_fraction`` overridden when given (validated)."""
+    from trls_core.config import load_params
+
+    params = load_params(params_path, profile)
+    if subset_fraction is None:
+        return params
+    pre = params.pretrain.model_validate({**params.pretrain.model_dump(), "subset_fraction": subset_fraction})
+    return params.model_copy(update={"pretrain": pre})
 
 
 def _run_params(params: Any) -> dict[str, Any]:
@@ -53,17 +64,17 @@ def pretrain_seed_task(
     seed: int,
     track: bool = True,
     parent_run_id: str | None = None,
+    subset_fraction: float | None = None,
 ) -> str:
     """Pretrain (resume, or skip when done) one seed; returns its model folder.
 
     Params are re-read from the file rather than passed in, so the task's
     inputs stay plain paths.
     """
-    from trls_core.config import load_params
     from trls_core.stages.pretrain import pretrain_seed
 
     logger = run_logger()
-    params = load_params(params_path, profile)
+    params = _load(params_path, profile, subset_fraction)
     ds = params.pretrain.dataset
     tags = {"stage": "pretrain", "seed": str(seed), "profile": params.profile, **flow_run_tags()}
     with start_run(track, Path(root), experiment_name(ds), f"pretrain/seed={seed}",
@@ -112,18 +123,22 @@ def pretrain_flow(
     seeds: list[int] | None = None,
     track: bool = True,
     parent_run_id: str | None = None,
+    subset_fraction: float | None = None,
 ) -> list[str]:
     """BYOL pretraining of every seed (``seeds`` overrides ``pretrain.seeds``); returns the model folders.
+
+    ``subset_fraction`` overrides ``pretrain.subset_fraction``: pretrain on a
+    seeded random subset of the train split (robustness over training
+    subsets); it is part of the weights' fingerprint, so a model trained on
+    another subset is retrained, never resumed.
 
     ``params_path`` is relative to ``root`` unless absolute. With ``track``
     the seed runs nest under one ``pretrain`` MLflow run (itself under
     ``parent_run_id`` when the pipeline passes one).
     """
-    from trls_core.config import load_params
-
     logger = run_logger()
     root_p, params_p = resolve_paths(root, params_path)
-    params = load_params(params_p, profile)  # fail fast on bad params, before any run is opened
+    params = _load(str(params_p), profile, subset_fraction)  # fail fast on bad params, before any run is opened
     seed_list = list(seeds) if seeds else list(params.pretrain.seeds)
     logger.info("pretraining %s on %s, profile %s, seeds %s (root %s)", params.model.encoder,
                 params.pretrain.dataset, params.profile, seed_list, root_p)
@@ -131,5 +146,8 @@ def pretrain_flow(
     run_params = {**_run_params(params), "pretrain.seeds": seed_list}
     with start_run(track, root_p, experiment_name(params.pretrain.dataset), "pretrain",
                    params=run_params, tags=tags, parent_run_id=parent_run_id) as run:
-        dirs = [pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id) for s in seed_list]
+        if parent_run_id is None:
+            log_params_file(run, params_p, params)
+        dirs = [pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id, subset_fraction)
+                for s in seed_list]
     return dirs

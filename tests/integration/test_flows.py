@@ -193,6 +193,8 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
     assert parent.data.tags["registered_model.version"] == str(reg["version"])
     assert parent.data.metrics["promotion_score"] == pytest.approx(reg["score"])
     client = _client(mlflow_uri)
+    param_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "params")}
+    assert {"params/params.yaml", "params/resolved.json"} <= param_arts
     ev_arts = {a.path for a in client.list_artifacts(runs["evaluate/binary"].info.run_id, "report")}
     assert {"report/metrics.json", "report/summary.md", "report/tsne.png", "report/confusion_matrix.png"} <= ev_arts
     assert any(a.path == "loss_curve.png" for a in client.list_artifacts(runs["pretrain/seed=0"].info.run_id))
@@ -329,3 +331,18 @@ def test_pretrain_flow_resumes_a_killed_run_and_the_mlflow_run_says_so(
     latest = client.search_runs([exp.experiment_id], "attributes.run_name = 'pretrain/seed=0'",
                                 order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert latest.data.tags["reused_finished_model"] == "true" and latest.data.tags["resumed"] == "false"
+
+
+def test_pretrain_flow_on_a_training_subset(tiny_project: Path, tiny_params: Path, prefect_api: None) -> None:
+    from flows.pretrain import pretrain_flow
+
+    full = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False, return_state=True)
+    n_full = json.loads(Path(full.result()[0], "encoder.json").read_text())["n_train_windows"]
+    state = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False,
+                          subset_fraction=0.5, return_state=True)
+    assert state.is_completed(), state.message
+    info = json.loads(Path(state.result()[0], "encoder.json").read_text())
+    assert info["pretrain"]["subset_fraction"] == 0.5 and abs(info["n_train_windows"] - n_full / 2) <= 1
+    bad = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False,
+                        subset_fraction=1.5, return_state=True)
+    assert bad.is_failed() and "subset_fraction" in bad.message
