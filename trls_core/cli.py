@@ -75,7 +75,7 @@ def evaluate(
     params: Path = ParamsOpt,
     profile: Optional[str] = ProfileOpt,
     root: Path = RootOpt,
-    task: Optional[str] = typer.Option(None, "--task", help="override evaluate.task: a task of the dataset's meta.json (epilepsy: binary | five_set; cinc2017: af)"),
+    task: Optional[str] = typer.Option(None, "--task", help="override evaluate.task: a task of the dataset's meta.json (epilepsy: binary | five_set; cinc2017: af; sleepedf: stage; mitdb: aami)"),
 ) -> None:
     """Linear probe, label-fraction fine-tuning and controls -> reports/<dataset>/."""
     from trls_core.config import load_params

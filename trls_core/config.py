@@ -122,6 +122,110 @@ class Cinc2017Params(_Strict):
     spectrogram: SpectrogramParams = SpectrogramParams(n_fft=64, hop=32)
 
 
+# ------------------------------------------------- sleepedf (PhysioNet sleep-edfx)
+class SleepEdfFetchParams(_Strict):
+    """Which Sleep-EDF (sleep-cassette) recordings to fetch, and from where.
+
+    ``subjects``/``recordings`` are MNE's ``sleep_physionet.age.fetch_data``
+    arguments (subjects 0..82, nights 1 and 2; a few nights do not exist and
+    are listed as missing in the manifest). ``mirror`` is a folder holding
+    ``sleep-edfx/`` with the PhysioNet file names; without one the files are
+    downloaded through MNE (needs internet).
+    """
+
+    mirror: str | None = None
+    subjects: list[int] = Field(default_factory=lambda: list(range(20)))
+    recordings: list[int] = Field(default_factory=lambda: [1, 2])
+    timeout_s: float = Field(10.0, gt=0)  # reachability check before downloading
+
+    @field_validator("subjects", "recordings")
+    @classmethod
+    def _non_empty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one value is required")
+        return v
+
+
+class SleepEdfParquetParams(_Strict):
+    """30 s epochs of the EEG, labelled from the hypnogram, split by subject.
+
+    ``epoch_s`` × ``target_fs`` samples per window (3000 at 100 Hz). Stages
+    W/N1/N2/N3/REM (Rechtschaffen & Kales 3 and 4 merged into N3);
+    ``Sleep stage ?`` and ``Movement time`` epochs are dropped.
+    ``trim_wake_min``: keep at most this many minutes of wake before the
+    first and after the last sleep epoch (null keeps all). A recording is
+    rejected when its hypnogram covers less than ``min_hypnogram_coverage``
+    of its epochs; the stage fails when fewer than ``min_keep_fraction`` of
+    the recordings survive.
+    """
+
+    channels: list[str] = Field(default_factory=lambda: ["EEG Fpz-Cz"])
+    target_fs: float = Field(100.0, gt=0)
+    epoch_s: float = Field(30.0, gt=0)
+    trim_wake_min: float | None = Field(30.0, ge=0)
+    min_hypnogram_coverage: float = Field(0.9, ge=0, le=1)
+    val_frac: float = Field(0.15, gt=0, lt=1)
+    test_frac: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+    flat_std_uv: float = Field(0.1, ge=0)
+    min_keep_fraction: float = Field(0.9, ge=0, le=1)
+
+
+class SleepEdfParams(_Strict):
+    """Sleep-EDF data-stage settings (section ``sleepedf``)."""
+
+    fetch: SleepEdfFetchParams = SleepEdfFetchParams()
+    parquet: SleepEdfParquetParams = SleepEdfParquetParams()
+    spectrogram: SpectrogramParams = SpectrogramParams(n_fft=200, hop=100)
+
+
+# ------------------------------------------------ mitdb (MIT-BIH Arrhythmia ECG)
+class MitdbFetchParams(_Strict):
+    """Which MIT-BIH records to fetch (``null`` = all 48), from a mirror or PhysioNet.
+
+    ``mirror`` holds ``mitdb/`` with the WFDB files (``100.hea``, ``100.dat``,
+    ``100.atr``, ...); without one ``wfdb.dl_database`` downloads them.
+    ``expected_records`` is checked when ``records`` is null.
+    """
+
+    mirror: str | None = None
+    records: list[str] | None = None
+    expected_records: int | None = Field(48, gt=0)
+    timeout_s: float = Field(10.0, gt=0)  # reachability check before downloading
+
+
+class MitdbParquetParams(_Strict):
+    """Beat-centred windows, AAMI classes, inter-patient (DS1/DS2) split by default.
+
+    A window is ``before`` samples before to ``after`` samples after the
+    annotated R peak, counted at ``target_fs``. ``protocol``:
+    ``inter_patient`` (de Chazal 2004: test = DS2, train/val = DS1 with
+    ``val_frac`` of its records in val) or ``grouped`` (records drawn at
+    random into train/val/test by ``val_frac``/``test_frac``).
+    ``exclude_records`` (paced by default) are left out, not rejected.
+    """
+
+    leads: list[str] = Field(default_factory=lambda: ["MLII"])
+    target_fs: float = Field(360.0, gt=0)
+    before: int = Field(90, ge=0)
+    after: int = Field(162, gt=0)
+    protocol: Literal["inter_patient", "grouped"] = "inter_patient"
+    exclude_records: list[str] = Field(default_factory=lambda: ["102", "104", "107", "217"])
+    val_frac: float = Field(0.2, gt=0, lt=1)
+    test_frac: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    flat_std_mv: float = Field(1e-3, ge=0)
+    min_keep_fraction: float = Field(0.9, ge=0, le=1)
+
+
+class MitdbParams(_Strict):
+    """MIT-BIH Arrhythmia data-stage settings (section ``mitdb``)."""
+
+    fetch: MitdbFetchParams = MitdbFetchParams()
+    parquet: MitdbParquetParams = MitdbParquetParams()
+    spectrogram: SpectrogramParams = SpectrogramParams(n_fft=64, hop=8)
+
+
 # ------------------------------------------------------------ your own data
 class CustomFetchParams(_Strict):
     """``path``: the user's folder (relative to the project root, or absolute)."""
@@ -160,7 +264,7 @@ class CustomDatasetParams(_Strict):
     spectrogram: SpectrogramParams = SpectrogramParams()
 
 
-DatasetSection = DatasetParams | Cinc2017Params | CustomDatasetParams
+DatasetSection = DatasetParams | Cinc2017Params | SleepEdfParams | MitdbParams | CustomDatasetParams
 
 
 # ------------------------------------------------------------------ training
@@ -294,6 +398,8 @@ class Params(_Strict):
     datasets: list[str]
     epilepsy: DatasetParams = DatasetParams()
     cinc2017: Cinc2017Params = Cinc2017Params()
+    sleepedf: SleepEdfParams = SleepEdfParams()
+    mitdb: MitdbParams = MitdbParams()
     custom: dict[str, CustomDatasetParams] = Field(default_factory=dict)
     model: ModelParams = ModelParams()
     augment: AugmentParams
@@ -341,12 +447,12 @@ class Params(_Strict):
         if name in self.custom:
             return self.custom[name]
         section = getattr(self, name, None) if name in KNOWN_DATASETS else None
-        if not isinstance(section, (DatasetParams, Cinc2017Params)):
+        if not isinstance(section, (DatasetParams, Cinc2017Params, SleepEdfParams, MitdbParams)):
             raise ConfigError(f"unknown dataset {name!r}: known datasets are {self.known_datasets()}")
         return section
 
 
-KNOWN_DATASETS = frozenset({"epilepsy", "cinc2017"})
+KNOWN_DATASETS = frozenset({"epilepsy", "cinc2017", "sleepedf", "mitdb"})
 
 
 # ------------------------------------------------------------------- loading
@@ -410,7 +516,7 @@ def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | No
     return resolve_params(read_raw_params(path), profile=profile, source=str(path))
 
 
-def data_mirror(fetch: FetchParams | Cinc2017FetchParams) -> Path | None:
+def data_mirror(fetch: FetchParams | Cinc2017FetchParams | SleepEdfFetchParams | MitdbFetchParams) -> Path | None:
     """The local mirror folder: ``TRLS_DATA_MIRROR`` wins over params."""
     value = os.environ.get("TRLS_DATA_MIRROR") or fetch.mirror
     return Path(value).expanduser() if value else None

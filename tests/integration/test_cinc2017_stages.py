@@ -102,8 +102,8 @@ def test_params_typo_in_cinc_section_names_the_key(tiny_params: Path, tmp_path: 
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=r"cinc2017\.parquet\.windw: unknown key"):
         load_params(bad)
-    with pytest.raises(ConfigError, match=r"unknown dataset 'mitdb'.*cinc2017.*epilepsy"):
-        load_params(tiny_params).dataset("mitdb")
+    with pytest.raises(ConfigError, match=r"unknown dataset 'ptbxl'.*cinc2017.*epilepsy"):
+        load_params(tiny_params).dataset("ptbxl")
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ def test_good_records_become_windows_in_mv(tmp_path: Path) -> None:
     table, meta = _build(tmp_path, recs)
     assert meta["rejected"] == []
     assert table.num_rows == 12 * 3  # 4500 samples -> 3 windows of 1500
-    assert meta["tasks"] == {"af": {"column": "label", "classes": ["N", "A", "O", "~"]}}
+    assert meta["tasks"] == {"af": {"column": "label", "classes": ["N", "A", "O", "~"], "score_classes": ["N", "A", "O"]}}
     x = signals_array(table)
     assert x.shape == (36, 1, 1500) and x.dtype == np.float32
     first = np.frombuffer(recs["A00001"][1][-9000:], dtype="<i2")[:1500]  # MAT v4 data follows the header

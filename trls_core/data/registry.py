@@ -18,6 +18,8 @@ from trls_core.config import (
     CustomDatasetParams,
     DatasetParams,
     DatasetSection,
+    MitdbParams,
+    SleepEdfParams,
     data_mirror,
 )
 from trls_core.errors import ConfigError
@@ -83,6 +85,34 @@ def _table_cinc2017(raw_dir: Path, params: Cinc2017Params) -> tuple[pa.Table, di
     return build_cinc2017_table(raw_dir / ZIP_NAME, params.parquet)
 
 
+def _fetch_sleepedf(dest: Path, params: SleepEdfParams) -> dict[str, Any]:
+    from trls_core.data.sleepedf import fetch_sleepedf
+
+    f = params.fetch
+    return fetch_sleepedf(dest, mirror=data_mirror(f), subjects=f.subjects, recordings=f.recordings,
+                          timeout=f.timeout_s)
+
+
+def _table_sleepedf(raw_dir: Path, params: SleepEdfParams) -> tuple[pa.Table, dict[str, Any]]:
+    from trls_core.data.sleepedf_table import build_sleepedf_table
+
+    return build_sleepedf_table(raw_dir, params.parquet)
+
+
+def _fetch_mitdb(dest: Path, params: MitdbParams) -> dict[str, Any]:
+    from trls_core.data.mitdb import fetch_mitdb
+
+    f = params.fetch
+    return fetch_mitdb(dest, mirror=data_mirror(f), records=f.records, expected_records=f.expected_records,
+                       timeout=f.timeout_s)
+
+
+def _table_mitdb(raw_dir: Path, params: MitdbParams) -> tuple[pa.Table, dict[str, Any]]:
+    from trls_core.data.mitdb_table import build_mitdb_table
+
+    return build_mitdb_table(raw_dir, params.parquet)
+
+
 def _fetch_custom(dest: Path, params: CustomDatasetParams) -> dict[str, Any]:
     from trls_core.data.custom import fetch_custom
 
@@ -114,6 +144,18 @@ DATASETS: dict[str, DatasetSpec] = {
         description="PhysioNet/CinC 2017 single-lead ECG, 8,528 records, N/A/O/~",
         fetch=_fetch_cinc2017,
         to_table=_table_cinc2017,
+    ),
+    "sleepedf": DatasetSpec(
+        name="sleepedf",
+        description="PhysioNet Sleep-EDF (sleep-cassette) EEG, 30 s epochs, W/N1/N2/N3/REM",
+        fetch=_fetch_sleepedf,
+        to_table=_table_sleepedf,
+    ),
+    "mitdb": DatasetSpec(
+        name="mitdb",
+        description="PhysioNet MIT-BIH Arrhythmia ECG, beat-centred windows, AAMI N/S/V/F/Q",
+        fetch=_fetch_mitdb,
+        to_table=_table_mitdb,
     ),
 }
 

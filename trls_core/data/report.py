@@ -20,6 +20,9 @@ SPLITS = ("train", "val", "test")
 
 #: Substrings of a rejection reason -> a short kind, for counting reasons.
 _KINDS: tuple[tuple[str, str], ...] = (
+    ("unknown annotation", "unknown_annotation"),
+    ("does not cover the recording", "hypnogram_coverage"),
+    ("missing from the folder", "missing_files"),
     ("no label", "unlabelled"),
     ("unknown label", "unknown_label"),
     ("missing from the archive", "missing_files"),
@@ -59,7 +62,7 @@ def class_counts(table: pa.Table, tasks: dict[str, Any]) -> dict[str, dict[str, 
     return out
 
 
-def build_summary(table: pa.Table, meta: dict[str, Any], rejected: list[dict[str, str]], digest: str) -> dict[str, Any]:
+def build_summary(table: pa.Table, meta: dict[str, Any], rejected: list[dict[str, Any]], digest: str) -> dict[str, Any]:
     """The ``summary.json`` content: meta + counts per split + rejections + Parquet digest."""
     split = table["split"].to_pylist()
     records = Counter()
@@ -67,6 +70,8 @@ def build_summary(table: pa.Table, meta: dict[str, Any], rejected: list[dict[str
         records[s] += 1
     tasks = meta.get("tasks") or {"default": {"column": "label", "classes": None}}
     kinds = Counter(reason_kind(r["reason"]) for r in rejected)
+    # an entry with record_kept (e.g. MIT-BIH beats with an unknown symbol) skipped part of a record
+    partial = sum(1 for r in rejected if r.get("record_kept"))
     return {
         **meta,
         "n_windows": table.num_rows,
@@ -74,6 +79,7 @@ def build_summary(table: pa.Table, meta: dict[str, Any], rejected: list[dict[str
         "records_per_split": {s: records.get(s, 0) for s in SPLITS},
         "class_counts": class_counts(table, tasks),
         "n_rejected": len(rejected),
+        **({"n_rejected_records": len(rejected) - partial, "n_partially_kept": partial} if partial else {}),
         "rejected_by_kind": dict(sorted(kinds.items())),
         "parquet_sha256": digest,
     }
@@ -94,7 +100,7 @@ def load_summary(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
     return summary, rejected
 
 
-def format_summary(summary: dict[str, Any], rejected: list[dict[str, str]], limit: int = 20) -> str:
+def format_summary(summary: dict[str, Any], rejected: list[dict[str, Any]], limit: int = 20) -> str:
     """Human-readable report (plain text, fixed-width tables)."""
     lines = [
         f"dataset   {summary.get('dataset')}  ({summary.get('dataset_version', '?')})",
@@ -113,7 +119,10 @@ def format_summary(summary: dict[str, Any], rejected: list[dict[str, str]], limi
         lines += ["", f"task {task}: windows per class", f"{'split':<6} " + " ".join(f"{c:>12}" for c in classes)]
         for s in SPLITS:
             lines.append(f"{s:<6} " + " ".join(f"{per_split.get(s, {}).get(c, 0):>12}" for c in classes))
-    lines += ["", f"rejected  {len(rejected)} record(s)" + (f" {summary.get('rejected_by_kind')}" if rejected else "")]
+    partial = sum(1 for r in rejected if r.get("record_kept"))
+    lines += ["", f"rejected  {len(rejected) - partial} record(s)"
+              + (f", {partial} kept with part skipped" if partial else "")
+              + (f" {summary.get('rejected_by_kind')}" if rejected else "")]
     for r in rejected[:limit]:
         lines.append(f"  {r['record_id']}: {r['reason']}")
     if len(rejected) > limit:
