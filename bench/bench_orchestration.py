@@ -97,6 +97,27 @@ def run_flow(root: Path) -> tuple[float, dict[str, Any]]:
     return wall, state.result()
 
 
+def _breakdown(root: Path, params: Any) -> dict[str, float]:
+    """Where a mode's time went: summed epoch seconds of pretraining and the units' own seconds.
+
+    Equal compute in both modes with a larger wall means fixed orchestration
+    costs; larger compute seconds in the flow mean the orchestration slows
+    the training itself (CPU contention on 2 cores).
+    """
+    import json
+
+    from trls_core.paths import model_dir, report_dir, report_file
+
+    ds = params.pretrain.dataset
+    epochs = 0.0
+    for s in params.pretrain.seeds:
+        info = json.loads((model_dir(root, ds, params.model.encoder, s) / "encoder.json").read_text())
+        epochs += sum(float(r.get("seconds", 0.0)) for r in info.get("history", []))
+    metrics = json.loads(report_file(report_dir(root, ds), "metrics.json", params.evaluate.task).read_text())
+    return {"pretrain_epoch_seconds": round(epochs, 2), "eval_unit_seconds": float(metrics.get("unit_seconds", 0.0)),
+            "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "bench/results/orchestration.json"))
@@ -125,6 +146,7 @@ def main() -> None:
         print(f"bare: {bare:.1f} s; flow run in {flow_root} ...", flush=True)
         flow, result = run_flow(flow_root)
         print(f"flow: {flow:.1f} s", flush=True)
+        breakdown = {"bare": _breakdown(bare_root, params), "flow": _breakdown(flow_root, params)}
 
     import torch
 
@@ -138,6 +160,7 @@ def main() -> None:
         "flow_includes": ["ephemeral Prefect API start", "task runs per seed and evaluation unit",
                           "MLflow runs, metrics per epoch and unit, report artifacts",
                           "model registration with signature + promotion"],
+        "breakdown": breakdown,
         "registration": {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"},
         "settings": {"profile": params.profile, "epochs": params.pretrain.epochs,
                      "pretrain_seeds": list(params.pretrain.seeds), "eval_seeds": list(params.evaluate.seeds),

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
     "NullTracker", "experiment_name", "flow_run_tags", "log_params_file", "numeric_metrics", "resolve_paths",
-    "run_logger", "start_run",
+    "run_logger", "start_run", "yield_cpu_to_training",
 ]
 
 
@@ -89,6 +91,7 @@ class NullTracker:
 
     def log_params(self, *a: Any, **k: Any) -> None: ...
     def log_metrics(self, *a: Any, **k: Any) -> None: ...
+    def log_metric_steps(self, *a: Any, **k: Any) -> None: ...
     def log_artifact(self, *a: Any, **k: Any) -> None: ...
     def set_tags(self, *a: Any, **k: Any) -> None: ...
     def finish(self, *a: Any, **k: Any) -> None: ...
@@ -143,3 +146,71 @@ def log_params_file(run: Any, params_path: Path, params: Any) -> None:
         return
     run.log_artifact(Path(params_path), "params")
     run.log_dict(params.model_dump(mode="json"), "params/resolved.json")
+
+
+ORCHESTRATION_NICE_ENV = "TRLS_ORCHESTRATION_NICE"
+_TRAINING_THREADS = ("MainThread",)
+
+
+def _server_pids() -> list[int]:
+    """Children of this process that are Prefect's ephemeral API server (uvicorn), from /proc."""
+    me, pids = os.getpid(), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != me:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"uvicorn" in cmd and b"prefect.server" in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def yield_cpu_to_training(nice: int | None = None) -> dict[str, int]:
+    """Lower the CPU priority of orchestration work so training keeps the cores.
+
+    Why: on the 2-core machines torch's intra-op threads use both cores, and
+    every slice of CPU that Prefect's ephemeral API server (a uvicorn child
+    process recording task-run events in sqlite) or this process's Prefect
+    background threads (event/log shipping, the sync event loop) take
+    stalls a torch parallel region until the preempted thread is back. That
+    bookkeeping is latency-tolerant, so it runs at ``nice`` (default 10,
+    env ``TRLS_ORCHESTRATION_NICE``; 0 turns this off): it still gets idle
+    CPU, it just no longer preempts training.
+
+    Linux only (per-thread niceness via ``setpriority`` on thread ids);
+    elsewhere, and without permission, it does nothing. Returns the number
+    of processes and threads reniced.
+    """
+    if nice is None:
+        try:
+            nice = int(os.environ.get(ORCHESTRATION_NICE_ENV, "10"))
+        except ValueError:
+            nice = 10
+    done = {"server_processes": 0, "threads": 0}
+    if nice <= 0 or not hasattr(os, "setpriority") or not os.path.isdir("/proc"):
+        return done
+    for pid in _server_pids():
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+            done["server_processes"] += 1
+        except OSError:
+            pass
+    for t in threading.enumerate():
+        tid = getattr(t, "native_id", None)
+        # training runs in the main thread and in task-runner workers ("ThreadPoolExecutor-…");
+        # everything else here is Prefect's (or mlflow's) background machinery
+        if tid is None or t.name in _TRAINING_THREADS or t.name.startswith("ThreadPoolExecutor"):
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            done["threads"] += 1
+        except OSError:
+            pass
+    return done

@@ -25,7 +25,7 @@ import yaml
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run
+from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run, yield_cpu_to_training
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
 
@@ -43,7 +43,7 @@ def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str,
     """
     from trls_core.io import write_text
     from trls_core.methods import get_method, method_params
-    from trls_core.paths import spectrogram_dir
+    from trls_core.paths import parquet_dir, spectrogram_dir
 
     method = get_method(method_name)
     ws = method_workspace(root, dataset, method.name)
@@ -53,14 +53,19 @@ def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str,
             + yaml.safe_dump(method_params(raw, method, profile), sort_keys=False))
     if not params_file.is_file() or params_file.read_text() != text:
         write_text(params_file, text)
-    src = spectrogram_dir(root, dataset).resolve()
-    link = spectrogram_dir(ws, dataset)
+    # the data is DVC's, built once: the spectrograms, and the windows Parquet raw-input methods read
+    for where in (spectrogram_dir, parquet_dir):
+        _link_dir(where(root, dataset).resolve(), where(ws, dataset))
+    return params_file
+
+
+def _link_dir(src: Path, link: Path) -> None:
+    """``link`` -> ``src`` (re-pointed when it points elsewhere; a missing ``src`` is left to the reader's error)."""
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and Path(os.readlink(link)) != src:
         link.unlink()
     if not link.exists() and not link.is_symlink():
         link.symlink_to(src, target_is_directory=True)
-    return params_file
 
 
 @task(name="comparison-report", cache_policy=NO_CACHE, persist_result=False)
@@ -112,6 +117,7 @@ def compare_flow(
     from trls_core.paths import report_dir, report_file
 
     logger = run_logger()
+    logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
     raw = read_raw_params(params_p)
     base = resolve_params(raw, profile=profile, source=str(params_p))

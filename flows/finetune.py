@@ -35,7 +35,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from trls_core.paths import report_file
 
-from flows import experiment_name, flow_run_tags, log_params_file, numeric_metrics, resolve_paths, run_logger, start_run
+from flows import (experiment_name, flow_run_tags, log_params_file, numeric_metrics, resolve_paths, run_logger,
+                   start_run, yield_cpu_to_training)
 
 _CTX_LOCK = threading.Lock()
 _CTX: dict[tuple[Any, ...], Any] = {}
@@ -84,11 +85,15 @@ def _context(root: str, params_path: str, profile: str | None, task_name: str | 
 
 
 def _log_unit(run: Any, name: str, result: dict[str, Any]) -> None:
-    """One protocol unit's MLflow metrics: test metrics at step 0, per-epoch curves for fine-tuning."""
-    run.log_metrics(numeric_metrics({k: v for k, v in result.items() if k != "history"}), step=0)
+    """One protocol unit's MLflow metrics: test metrics at step 0, per-epoch curves for fine-tuning.
+
+    All in one batch (one sqlite transaction per unit, not one per epoch).
+    """
+    rows = [(numeric_metrics({k: v for k, v in result.items() if k != "history"}), 0)]
     for row in result.get("history") or []:
         if isinstance(row, dict) and "epoch" in row:
-            run.log_metrics(numeric_metrics(row, drop=("epoch",)), step=int(row["epoch"]))
+            rows.append((numeric_metrics(row, drop=("epoch",)), int(row["epoch"])))
+    run.log_metric_steps(rows)
 
 
 def _unit_params(unit: Any) -> dict[str, Any]:
@@ -178,6 +183,7 @@ def finetune_flow(
     from trls_core.stages.evaluate import units_for
 
     logger = run_logger()
+    logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     t0 = time.perf_counter()
     root_p, params_p = resolve_paths(root, params_path)
     params = _load(str(params_p), profile, task)  # fail fast on bad params

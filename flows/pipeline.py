@@ -34,7 +34,8 @@ from prefect.cache_policies import NO_CACHE
 
 from trls_core.paths import report_file
 
-from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run
+from flows import (experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run,
+                   yield_cpu_to_training)
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
 
@@ -163,6 +164,7 @@ def pipeline_flow(
     from trls_core.paths import model_dir, spectrogram_dir
 
     logger = run_logger()
+    logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
     params = load_params(params_p, profile)
     ds = dataset or params.pretrain.dataset

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run
+from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run, yield_cpu_to_training
 
 EPOCH_KEYS = {"loss": "loss", "lr": "lr", "tau": "tau", "seconds": "epoch_seconds"}
 
@@ -137,6 +137,7 @@ def pretrain_flow(
     ``parent_run_id`` when the pipeline passes one).
     """
     logger = run_logger()
+    logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
     params = _load(str(params_p), profile, subset_fraction)  # fail fast on bad params, before any run is opened
     seed_list = list(seeds) if seeds else list(params.pretrain.seeds)

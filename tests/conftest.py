@@ -58,6 +58,9 @@ def shrink_params(raw: dict) -> dict:
     raw["epilepsy"]["spectrogram"].update({"n_fft": 16, "hop": 8})
     raw["model"]["tfrnn"].update({"dim": 8, "depth": 2, "rep_dim": 16, "rnn_hidden": 4})
     raw["model"]["cnn"].update({"width": 8, "depth": 2, "rep_dim": 16})
+    raw["model"]["timeconv"].update({"width": 8, "depth": 2, "rep_dim": 16})
+    raw["model"]["tstcc"].update({"width": 8, "rep_dim": 8})
+    raw["model"]["ts2vec"].update({"hidden": 8, "rep_dim": 16, "depth": 2})
     raw["model"]["heads"] = {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16}
     raw["pretrain"].update({"epochs": 3, "batch_size": 16, "seeds": [0], "warmup_epochs": 1, "device": "cpu"})
     raw["evaluate"].update({"seeds": [0, 1], "fractions": [0.5, 1.0], "tsne_points": 40, "device": "cpu",

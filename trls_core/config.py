@@ -287,6 +287,28 @@ class CNNParams(_Strict):
     rep_dim: int = Field(128, gt=0)
 
 
+class TSTCCParams(_Strict):
+    """TS-TCC's time-domain conv encoder (Eldele et al. 2021), sized for a 2-core CPU."""
+
+    width: int = Field(32, gt=0)
+    rep_dim: int = Field(128, gt=0)
+    kernel_size: int = Field(8, gt=0)
+    dropout: float = Field(0.35, ge=0, lt=1)
+    stride: int = Field(1, gt=0)
+    # False: the representation is the pooled conv features (out_dim = 2 * rep_dim), all of
+    # them trained by TS-TCC's losses; a linear head would get no gradient and stay random
+    linear_head: bool = False
+
+
+class TS2VecParams(_Strict):
+    """TS2Vec's dilated conv encoder (Yue et al. 2022), sized for a 2-core CPU."""
+
+    hidden: int = Field(32, gt=0)
+    rep_dim: int = Field(128, gt=0)
+    depth: int = Field(5, gt=0)
+    kernel_size: int = Field(3, gt=0)
+
+
 class HeadParams(_Strict):
     proj_hidden: int = Field(256, gt=0)
     proj_dim: int = Field(64, gt=0)
@@ -294,14 +316,23 @@ class HeadParams(_Strict):
 
 
 class ModelParams(_Strict):
-    encoder: Literal["tfrnn", "cnn"] = "tfrnn"
+    """Which encoder and its sizes; each encoder reads only its own section.
+
+    ``tfrnn`` and ``cnn`` read spectrograms; ``timeconv``, ``tstcc`` and
+    ``ts2vec`` read the raw windows (``trls_core.models.encoder_input``).
+    """
+
+    encoder: Literal["tfrnn", "cnn", "timeconv", "tstcc", "ts2vec"] = "tfrnn"
     tfrnn: TFRNNParams = TFRNNParams()
     cnn: CNNParams = CNNParams()
+    timeconv: CNNParams = CNNParams()
+    tstcc: TSTCCParams = TSTCCParams()
+    ts2vec: TS2VecParams = TS2VecParams()
     heads: HeadParams = HeadParams()
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``trls_core.models.build_encoder``."""
-        return (self.tfrnn if self.encoder == "tfrnn" else self.cnn).model_dump()
+        return getattr(self, self.encoder).model_dump()
 
 
 class AugmentOp(BaseModel):
@@ -312,16 +343,41 @@ class AugmentOp(BaseModel):
     p: float = Field(1.0, ge=0, le=1)
 
 
+class RawAugmentParams(_Strict):
+    """TS-TCC's weak/strong views of raw windows (``trls_core.augment_raw.RawTwoViews``).
+
+    For the raw-input methods (byol/simclr/ts_tcc on ``timeconv``/``tstcc``);
+    keys are checked by ``RawTwoViews``. Windows are standardised per
+    channel, so TS-TCC's HAR-scale values apply (its epilepsy values,
+    0.001, were for unscaled microvolts).
+    """
+
+    weak: dict[str, int | float] = Field(default_factory=lambda: {"scale_sigma": 1.1, "scale_mean": 2.0})
+    strong: dict[str, int | float] = Field(default_factory=lambda: {"max_segments": 5, "jitter_sigma": 0.8})
+
+
 class AugmentParams(_Strict):
     view_a: list[AugmentOp]
     view_b: list[AugmentOp]
+    raw: RawAugmentParams = RawAugmentParams()
 
     def as_dicts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return ([op.model_dump() for op in self.view_a], [op.model_dump() for op in self.view_b])
 
 
 class PretrainParams(_Strict):
+    """Self-supervised pretraining.
+
+    ``method``: ``byol`` (TRLS: positives only, EMA target), the baselines
+    ``simclr`` (NT-Xent with negatives, on the same views), ``ts_tcc`` and
+    ``ts2vec`` (raw windows, their own encoders), or ``none`` (no
+    pretraining: the encoder stays at its seeded random init, for the
+    supervised-from-scratch baseline that fine-tuning then trains).
+    """
+
     dataset: str = "epilepsy"
+    method: Literal["byol", "simclr", "ts_tcc", "ts2vec", "none"] = "byol"
+    temperature: float = Field(0.2, gt=0)  # NT-Xent temperature (simclr, ts_tcc)
     seeds: list[int] = Field(default_factory=lambda: [0])
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(128, gt=1)

@@ -124,6 +124,22 @@ def test_parent_and_nested_runs(root: Path, client: Any, tmp_path: Path) -> None
     assert len(parent_files) == 1  # the untruncated long param
 
 
+def test_log_metric_steps_is_one_batch_per_chunk(root: Path, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Tracker.start(root, "epilepsy", "unit") as run:
+        calls = []
+        real = run.client.log_batch
+        monkeypatch.setattr(run.client, "log_batch", lambda *a, **k: (calls.append(k), real(*a, **k))[1])
+        n = run.log_metric_steps([({"acc": 0.9, "f1": float("nan")}, 0), ({"loss": 1.0}, 1), ({"loss": 0.5}, 2)])
+        assert n == 3 and len(calls) == 1
+        monkeypatch.setattr(tracking, "METRIC_BATCH_LIMIT", 2)
+        calls.clear()
+        run.log_metric_steps([({"x": float(i)}, i) for i in range(5)])
+        assert len(calls) == 3  # chunks of the batch limit
+    assert [m.value for m in client.get_metric_history(run.run_id, "loss")] == [1.0, 0.5]
+    assert [m.step for m in client.get_metric_history(run.run_id, "x")] == [0, 1, 2, 3, 4]
+    assert "f1" not in client.get_run(run.run_id).data.metrics
+
+
 def test_failing_block_marks_run_failed(root: Path, client: Any) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         with Tracker.start(root, "epilepsy", "doomed") as run:

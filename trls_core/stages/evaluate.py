@@ -150,7 +150,14 @@ def load_context(root: Path, params: Params) -> EvalContext:
     sdir = spectrogram_dir(root, ev.dataset)
     meta = load_meta(sdir)
     class_names = list(task_info(meta, ev.task)["classes"])
-    splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
+    from trls_core.ssl.factory import input_kind
+
+    if input_kind(params) == "raw":  # raw-input baselines: the same windows, order and labels
+        from trls_core.data.raw import load_raw_splits
+
+        splits = load_raw_splits(root, ev.dataset, ev.task)
+    else:
+        splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
     data = {f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}
     test_records = load_records(sdir, "test")[0].numpy() if meta.get("records") else None
     return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {},

@@ -1,7 +1,9 @@
-"""Pretraining step: spectrograms of the train split -> BYOL-pretrained encoder.
+"""Pretraining step: the train split -> a self-supervised encoder (TRLS: BYOL on spectrograms).
 
 Reads params `model`, `augment`, `pretrain` (and the dataset's spectrogram
-outputs). Writes, per seed, ``models/<dataset>/<encoder>_seed<S>/``:
+outputs; raw-input baselines also read the windows Parquet, see
+``trls_core.data.raw``). ``pretrain.method`` picks the method
+(``trls_core.ssl.factory``); all of them run through the same loop. Writes, per seed, ``models/<dataset>/<encoder>_seed<S>/``:
 ``checkpoint.safetensors`` (every epoch, atomically: a killed run resumes
 from it when rerun with the same parameters), ``encoder.safetensors`` +
 ``encoder.json`` (what evaluation and the registry load), ``loss_curve.png``.
@@ -40,17 +42,36 @@ def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
     """Hash of everything that determines the trained weights (not device/threads).
 
     A checkpoint is resumed only when its fingerprint matches, so changing
-    a hyper-parameter never silently continues an unrelated run.
+    a hyper-parameter never silently continues an unrelated run. Only what
+    the method reads is hashed (the chosen encoder's section, the views it
+    trains on), so e.g. editing the ``cnn`` sizes never retrains a TFRNN.
     """
-    pre = params.pretrain.model_dump(exclude={"seeds", "device", "threads"})
+    from trls_core.ssl.factory import views_fingerprint
+
+    method = params.pretrain.method
+    pre = ({"method": method, "dataset": params.pretrain.dataset} if method == "none"
+           else params.pretrain.model_dump(exclude={"seeds", "device", "threads"}))
     blob = {
-        "model": params.model.model_dump(),
-        "augment": params.augment.model_dump(),
+        "encoder": {"name": params.model.encoder, "kwargs": params.model.encoder_kwargs()},
+        "heads": params.model.heads.model_dump() if method in ("byol", "simclr", "ts_tcc") else None,
+        "views": views_fingerprint(params),
         "pretrain": pre,
         "seed": seed,
         "data": {"parquet_sha256": data_meta.get("parquet_sha256"), "stft": data_meta.get("stft")},
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_inputs(root: Path, params: Params, split: str = "train") -> torch.Tensor:
+    """The windows the encoder reads: spectrograms, or standardised raw windows for raw encoders."""
+    from trls_core.ssl.factory import input_kind
+
+    ds = params.pretrain.dataset
+    if input_kind(params) == "raw":
+        from trls_core.data.raw import load_raw_splits
+
+        return load_raw_splits(root, ds, splits=(split,))[split].x
+    return load_split(spectrogram_dir(root, ds), split).x
 
 
 def build_encoder_from_params(params: Params, in_channels: int) -> nn.Module:
@@ -106,16 +127,20 @@ def pretrain_seed(
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Pretrain (or resume, or skip if done) one seed; returns the model folder."""
-    from trls_core.augment import TwoViews
-    from trls_core.ssl.byol import BYOL
+    """Pretrain (or resume, or skip if done) one seed; returns the model folder.
+
+    ``pretrain.method: none`` trains nothing: the seeded random init is
+    saved as the "pretrained" encoder, so the supervised-from-scratch
+    baseline goes through the same evaluation steps.
+    """
+    from trls_core.ssl.factory import build_ssl, build_views
     from trls_core.train import pretrain_byol
 
     pp = params.pretrain
     sdir = spectrogram_dir(root, pp.dataset)
     meta = load_meta(sdir)
-    train = load_split(sdir, "train")
-    x = train.x[training_subset(len(train.x), pp.subset_fraction, seed)]
+    train_x = train_inputs(root, params)
+    x = train_x[training_subset(len(train_x), pp.subset_fraction, seed)]
     out = model_dir(root, pp.dataset, params.model.encoder, seed)
     out.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(params, seed, meta)
@@ -134,14 +159,12 @@ def pretrain_seed(
     in_channels = int(x.shape[1])
     encoder = build_encoder_from_params(params, in_channels)
     rep_dim = getattr(encoder, "out_dim", None) or params.model.encoder_kwargs()["rep_dim"]
-    h = params.model.heads
-    model = BYOL(encoder, rep_dim, h.proj_hidden, h.proj_dim, h.pred_hidden)
-    view_a, view_b = params.augment.as_dicts()
-    augment = TwoViews(view_a, view_b) if (view_a or view_b) else None
+    model = build_ssl(params, encoder, rep_dim)
+    augment = build_views(params)
 
     start_epoch, opt_state, history = 0, None, []
     resumed_from = None
-    if ckpt_path.is_file():
+    if model is not None and ckpt_path.is_file():
         try:
             groups, cmeta = load_checkpoint(ckpt_path)
         except DataError as exc:
@@ -171,7 +194,7 @@ def pretrain_seed(
             {"fingerprint": fp, "epochs_done": epochs_done, "epochs": pp.epochs, "seed": seed, "history": history},
         )
 
-    if start_epoch < pp.epochs:
+    if model is not None and start_epoch < pp.epochs:
         pretrain_byol(
             model, x, augment,
             epochs=pp.epochs, batch_size=min(pp.batch_size, len(x)), lr=pp.lr,
@@ -179,7 +202,8 @@ def pretrain_seed(
             warmup_epochs=pp.warmup_epochs, start_epoch=start_epoch, optimizer_state=opt_state,
             on_epoch=_on_epoch, on_checkpoint=_on_checkpoint, progress=progress,
         )
-    enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in model.encoder.state_dict().items()}
+    trained = model.encoder if model is not None else encoder
+    enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}
     with atomic_path(out / "encoder.safetensors") as tmp:
         save_file(enc_state, str(tmp))
     write_json(info_path, {
@@ -191,13 +215,16 @@ def pretrain_seed(
         "resumed_from_epoch": resumed_from,
         "config": encoder_config(params, in_channels, meta),
         "pretrain": params.pretrain.model_dump(),
+        "method": pp.method,
+        "input": "raw" if x.dim() == 3 else "spectrogram",
         "augment": params.augment.model_dump(),
         "history": history,
     })
     try:
         from trls_core.plots import plot_loss_curve
 
-        plot_loss_curve(history, out / "loss_curve.png")
+        if history:
+            plot_loss_curve(history, out / "loss_curve.png")
     except Exception as exc:  # a plot must never lose a trained model
         logger.warning("loss curve not plotted: %s", exc)
     return out

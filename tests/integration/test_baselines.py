@@ -1,0 +1,76 @@
+"""Model tier: every baseline through the real pretrain + evaluate stage code on a tiny project."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from trls_core.config import load_params
+from trls_core.data.raw import load_raw_splits
+from trls_core.data.tensors import load_split
+from trls_core.errors import DataError
+from trls_core.methods import METHODS, method_params
+from trls_core.paths import parquet_file, report_dir, spectrogram_dir
+from trls_core.stages.evaluate import evaluate_all
+from trls_core.stages.pretrain import load_encoder, pretrain_seed
+
+pytestmark = pytest.mark.slow
+
+
+def _method_params(tiny_params: Path, method: str, tmp_path: Path):
+    raw = yaml.safe_load(tiny_params.read_text())
+    raw["evaluate"].update({"seeds": [0], "fractions": [1.0]})
+    path = tmp_path / f"params_{method}.yaml"
+    path.write_text(yaml.safe_dump(method_params(raw, METHODS[method]), sort_keys=False))
+    return load_params(path)
+
+
+def test_raw_splits_match_the_spectrogram_splits(tiny_project: Path) -> None:
+    raw = load_raw_splits(tiny_project, "epilepsy", "binary")
+    sdir = spectrogram_dir(tiny_project, "epilepsy")
+    for split in ("train", "val", "test"):
+        spec = load_split(sdir, split, "binary")
+        assert raw[split].x.dim() == 3 and len(raw[split].x) == len(spec.x)
+        assert torch.equal(raw[split].y, spec.y)
+    # standardised with train statistics only
+    tr = raw["train"].x
+    assert abs(float(tr.mean())) < 1e-4 and abs(float(tr.std()) - 1.0) < 1e-2
+
+
+def test_raw_loader_refuses_a_parquet_the_spectrograms_were_not_built_from(tiny_project: Path) -> None:
+    pq = parquet_file(tiny_project, "epilepsy")
+    pq.write_bytes(pq.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="windows.parquet: digest differs"):
+        load_raw_splits(tiny_project, "epilepsy")
+
+
+@pytest.mark.parametrize("method", ["simclr", "ts_tcc", "ts2vec", "byol_raw", "supervised_tfrnn"])
+def test_baseline_pretrains_and_evaluates(method: str, tiny_project: Path, tiny_params: Path,
+                                          tmp_path: Path) -> None:
+    params = _method_params(tiny_params, method, tmp_path)
+    out = pretrain_seed(tiny_project, params, 0, progress=False)
+    info = json.loads((out / "encoder.json").read_text())
+    assert info["method"] == params.pretrain.method
+    raw_input = method in ("ts_tcc", "ts2vec", "byol_raw")
+    assert info["input"] == ("raw" if raw_input else "spectrogram")
+    if method == "supervised_tfrnn":
+        assert info["history"] == [] and not (out / "checkpoint.safetensors").exists()
+    else:
+        assert len(info["history"]) == params.pretrain.epochs
+        assert all(np.isfinite(h["loss"]) for h in info["history"])
+    enc, _ = load_encoder(out)
+    shape = (2, 1, 256) if raw_input else (2, *info["config"]["input_shape"])
+    assert enc(torch.randn(*shape)).shape[0] == 2
+    # a second call with the same parameters reuses the model
+    assert pretrain_seed(tiny_project, params, 0, progress=False) == out
+
+    rdir = evaluate_all(tiny_project, params, progress=False, force=True)
+    metrics = json.loads((rdir / "metrics.json").read_text())
+    assert 0.0 <= metrics["linear_probe"]["accuracy"]["mean"] <= 1.0
+    assert set(metrics["finetune"]) == {"1.0"}
+    assert rdir == report_dir(tiny_project, "epilepsy")
