@@ -4,27 +4,33 @@ Why: users run the job as a Prefect flow with MLflow tracking and model
 registration (`make run`); the target is that this costs at most 10 % over
 calling the training and evaluation functions directly.
 
-Both modes run in this one process, one after the other, on the same
-machine, each in its own fresh copy of the project's built data (so neither
-reuses the other's checkpoints or unit results):
+Each run is a fresh ``python`` process (so each pays the imports, and each
+flow run starts its own ephemeral Prefect server with a fresh
+``PREFECT_HOME`` and sqlite MLflow store, as ``make run`` on a fresh clone
+does), in its own fresh copy of the project's built data (no run reuses
+another's checkpoints or unit results), timed from process start to exit:
 
 - ``bare``: ``trls_core.stages.pretrain.pretrain_all`` then
   ``trls_core.stages.evaluate.evaluate_all`` (what `trls pretrain` and
   `trls evaluate` call);
 - ``flow``: ``flows.pipeline.pipeline_flow(skip_data=True)`` on an
-  ephemeral Prefect API (started inside the timed region), with MLflow
-  tracking to a fresh sqlite store, nested runs per seed and unit, the
-  report artifacts, and model registration + promotion.
+  ephemeral Prefect API, with MLflow tracking, nested runs per seed and
+  unit, the report artifacts, and model registration + promotion.
+
+The machine's speed drifts by several percent over minutes (a shared VM),
+so the modes are interleaved ABBA by default (``--order``) and the
+overhead is mean(flow) / mean(bare) - 1.
 
 The data stages are outside both (DVC caches them; `dvc repro` is the same
 command either way). Settings are the project's params.yaml and profile;
 ``--epochs``/``--seeds``/``--fractions`` shrink the work for a quick look
 (the fixed costs then weigh more, so the ratio is pessimistic).
 
-    python bench/bench_orchestration.py [--out bench/results/orchestration.json] [--epochs N]
+    python bench/bench_orchestration.py [--out bench/results/orchestration.json] [--epochs N] [--order bare,flow]
 
-Writes JSON: wall seconds per mode, the ratio flow/bare and the overhead in
-percent, the flow's own step times, the settings and the machine.
+Writes JSON: every run's wall seconds and breakdown (pretraining epoch
+seconds, evaluation unit seconds), the mean per mode, the ratio flow/bare
+and the overhead in percent, the settings and the machine.
 """
 
 from __future__ import annotations
@@ -88,7 +94,6 @@ def run_bare(root: Path) -> float:
 def run_flow(root: Path) -> tuple[float, dict[str, Any]]:
     from flows.pipeline import pipeline_flow
 
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     t0 = time.perf_counter()
     state = pipeline_flow(root=str(root), skip_data=True, model_name="trls-bench-encoder", return_state=True)
     wall = time.perf_counter() - t0
@@ -118,50 +123,94 @@ def _breakdown(root: Path, params: Any) -> dict[str, float]:
             "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0))}
 
 
+def _child(mode: str, root: Path) -> None:
+    """One timed run in THIS (fresh) process; prints a JSON line with its wall time and breakdown."""
+    import json
+
+    from trls_core.config import load_params
+
+    if mode == "bare":
+        wall, result = run_bare(root), {}
+    else:
+        wall, result = run_flow(root)
+    params = load_params(root / "params.yaml")
+    reg = {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"}
+    print("RESULT " + json.dumps({"mode": mode, "inner_seconds": round(wall, 2),
+                                  "breakdown": _breakdown(root, params), "registration": reg}), flush=True)
+
+
+def _spawn(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run one mode in a fresh Python process (imports, Prefect server start and all, as `make run` does)."""
+    import json
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--root", str(root)],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return {**json.loads(line[len("RESULT "):]), "process_seconds": round(wall, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "bench/results/orchestration.json"))
     ap.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs (quick look)")
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="override evaluate.seeds")
     ap.add_argument("--fractions", type=float, nargs="*", default=None, help="override evaluate.fractions")
+    ap.add_argument("--order", default="bare,flow,flow,bare",
+                    help="run order (ABBA cancels a linear drift of the machine's speed)")
+    ap.add_argument("--child", choices=("bare", "flow"), help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     for k, v in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}.items():
         os.environ.setdefault(k, v)
+    if a.child:
+        _child(a.child, Path(a.root))
+        return
     from trls_core.config import load_params
 
+    order = [m.strip() for m in a.order.split(",") if m.strip()]
+    if not order or set(order) - {"bare", "flow"} or not {"bare", "flow"} <= set(order):
+        raise SystemExit(f"--order must list both 'bare' and 'flow', got {a.order!r}")
     raw = _shrunk(yaml.safe_load((ROOT / "params.yaml").read_text()), a.epochs, a.seeds, a.fractions)
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="trls-bench-orch-") as tmp:
         tmp_p = Path(tmp)
-        os.environ.setdefault("PREFECT_HOME", str(tmp_p / "prefect_home"))
         params_file = tmp_p / "params.yaml"
         params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
         params = load_params(params_file)
         ds = params.pretrain.dataset
-        bare_root = _project_copy(tmp_p / "bare", raw, ds)
-        flow_root = _project_copy(tmp_p / "flow", raw, ds)
-        print(f"bare run in {bare_root} ...", flush=True)
-        bare = run_bare(bare_root)
-        print(f"bare: {bare:.1f} s; flow run in {flow_root} ...", flush=True)
-        flow, result = run_flow(flow_root)
-        print(f"flow: {flow:.1f} s", flush=True)
-        breakdown = {"bare": _breakdown(bare_root, params), "flow": _breakdown(flow_root, params)}
+        for i, mode in enumerate(order):
+            root = _project_copy(tmp_p / f"{i}_{mode}", raw, ds)
+            # a fresh Prefect home per flow run: its server starts (and migrates) like on a fresh clone
+            env = {**os.environ, "PREFECT_HOME": str(root / ".prefect"),
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+            print(f"[{i + 1}/{len(order)}] {mode} run in {root} ...", flush=True)
+            runs.append(_spawn(mode, root, env))
+            print(f"    {mode}: {runs[-1]['process_seconds']:.1f} s ({runs[-1]['breakdown']})", flush=True)
 
     import torch
 
+    total = {m: sum(r["process_seconds"] for r in runs if r["mode"] == m) / order.count(m) for m in ("bare", "flow")}
     out = {
         "benchmark": "orchestration_overhead",
-        "bare_seconds": round(bare, 2),
-        "flow_seconds": round(flow, 2),
-        "ratio_flow_over_bare": round(flow / bare, 4),
-        "overhead_percent": round(100 * (flow / bare - 1), 2),
+        "method": "each run a fresh `python` process (imports, ephemeral Prefect server start, sqlite "
+                  "MLflow store: what `make run` pays) in a fresh copy of the built data; modes "
+                  f"interleaved {','.join(order)}; overhead = mean flow / mean bare - 1",
+        "bare_seconds": round(total["bare"], 2),
+        "flow_seconds": round(total["flow"], 2),
+        "ratio_flow_over_bare": round(total["flow"] / total["bare"], 4),
+        "overhead_percent": round(100 * (total["flow"] / total["bare"] - 1), 2),
         "target_overhead_percent": 10.0,
+        "runs": runs,
         "flow_includes": ["ephemeral Prefect API start", "task runs per seed and evaluation unit",
                           "MLflow runs, metrics per epoch and unit, report artifacts",
                           "model registration with signature + promotion"],
-        "breakdown": breakdown,
-        "registration": {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"},
         "settings": {"profile": params.profile, "epochs": params.pretrain.epochs,
                      "pretrain_seeds": list(params.pretrain.seeds), "eval_seeds": list(params.evaluate.seeds),
                      "fractions": list(params.evaluate.fractions)},
@@ -169,7 +218,8 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
     }
     write_json(a.out, out)
-    print(f"overhead {out['overhead_percent']:+.1f} % (flow {flow:.1f} s / bare {bare:.1f} s) -> {a.out}")
+    print(f"overhead {out['overhead_percent']:+.1f} % (flow {total['flow']:.1f} s / bare {total['bare']:.1f} s, "
+          f"mean of {order.count('flow')} / {order.count('bare')} runs) -> {a.out}")
 
 
 if __name__ == "__main__":
