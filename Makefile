@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 compare clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -58,6 +58,12 @@ bench: setup
 bench-orchestration: setup
 	$(BIN)/dvc repro
 	$(BIN)/python bench/bench_orchestration.py
+
+# Baselines through one protocol (compare.methods and compare.settings in params.yaml)
+# -> reports/<dataset>/comparison.{md,csv,png}; ablations: make compare METHODS="trls trls_cnn ..."
+compare: setup
+	$(BIN)/dvc repro
+	$(BIN)/trls compare $(foreach m,$(METHODS),--method $(m))
 
 # Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json

@@ -214,3 +214,4 @@ def yield_cpu_to_training(nice: int | None = None) -> dict[str, int]:
         except OSError:
             pass
     return done
+

@@ -14,11 +14,14 @@ Tasks pass unit tuples, paths and run ids; each task loads the data it needs
 result whose fingerprint is current, so a failed flow run picks up where it
 stopped.
 
-Task runner: one worker by default. On the 2-core CPU machines torch's
-intra-op threads already use both cores, and units running in threads of one
-process would share torch's global RNG (fine-tuning seeds it), which breaks
-per-seed reproducibility. For real parallelism use a process-based runner
-(e.g. prefect-dask) via ``finetune_flow.with_options(task_runner=...)``.
+Task runner: :class:`flows.runners.InlineTaskRunner`, each mapped unit runs
+at once in the flow's own thread, one after another. On the 2-core CPU
+machines torch's intra-op threads already use both cores; measured, the
+same units ran 31 % slower in a thread-pool worker thread than in the
+thread that pretrained (bench/results/orchestration.json); and units in
+threads of one process would share torch's global RNG (fine-tuning seeds
+it). For real parallelism use a process-based runner (e.g. prefect-dask)
+via ``finetune_flow.with_options(task_runner=...)``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from trls_core.paths import report_file
 
 from flows import (experiment_name, flow_run_tags, log_params_file, numeric_metrics, resolve_paths, run_logger,
                    start_run, yield_cpu_to_training)
+from flows.runners import InlineTaskRunner
 
 _CTX_LOCK = threading.Lock()
 _CTX: dict[tuple[Any, ...], Any] = {}
@@ -165,7 +168,7 @@ class UnitsFailed(RuntimeError):
     """One or more evaluation units failed; the message names them and their causes."""
 
 
-@flow(name="trls-finetune", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="trls-finetune", validate_parameters=True, task_runner=InlineTaskRunner())
 def finetune_flow(
     root: str = ".",
     params_path: str = "params.yaml",

@@ -66,6 +66,8 @@ def shrink_params(raw: dict) -> dict:
     raw["evaluate"].update({"seeds": [0, 1], "fractions": [0.5, 1.0], "tsne_points": 40, "device": "cpu",
                             "c_grid": [0.1, 1.0]})
     raw["evaluate"]["finetune"].update({"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 3})
+    raw["compare"]["settings"] = {"pretrain": {"seeds": [0, 1], "subset_fraction": 0.5},
+                                  "evaluate": {"finetune": {"epochs": 2, "max_steps_per_epoch": 3}}}
     return raw
 
 

@@ -161,5 +161,32 @@ def schedule(
     _guard(go)
 
 
+@app.command()
+def compare(
+    methods: Optional[list[str]] = typer.Option(None, "--method", "-m",
+                                                help="a method to compare (repeatable; default: compare.methods)"),
+    task: Optional[str] = typer.Option(None, "--task", help="evaluation task (default: evaluate.task)"),
+    params: Path = ParamsOpt,
+    profile: Optional[str] = ProfileOpt,
+    root: Path = RootOpt,
+    no_track: bool = typer.Option(False, "--no-track", help="do not record MLflow runs"),
+) -> None:
+    """Methods (TRLS, baselines, ablations) through one protocol -> reports/<dataset>/comparison.*."""
+
+    def go() -> None:
+        from trls_core.methods import METHODS
+
+        for m in methods or []:
+            if m not in METHODS:
+                raise TrlsError(f"--method {m!r}: unknown (known: {', '.join(sorted(METHODS))})")
+        from flows.compare import compare_flow
+
+        out = compare_flow(root=str(root), params_path=str(params), profile=profile, methods=methods or None,
+                           task=task, track=not no_track)
+        typer.echo(json.dumps(out["files"], indent=2))
+
+    _guard(go)
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

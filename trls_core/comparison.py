@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from trls_core.errors import DataError
-from trls_core.io import write_text
+from trls_core.io import write_bytes, write_text
 
 METRICS = ("accuracy", "macro_f1")
 _CONTROLS = {"spectrogram_linear": "control: pixels + linear", "random_encoder_linear": "control: untrained encoder"}
@@ -66,6 +66,64 @@ def _pm(row: Mapping[str, Any], metric: str) -> str:
     return "–" if m is None else f"{100 * m:.2f} ± {100 * (s or 0.0):.2f}"
 
 
+def _cell(agg: Mapping[str, Any] | None) -> str:
+    if not agg or agg.get("mean") is None:
+        return "–"
+    return f"{100 * agg['mean']:.2f} ± {100 * (agg.get('std') or 0.0):.2f}"
+
+
+def _matrix(reports: Mapping[str, Mapping[str, Any]], metric: str) -> list[str]:
+    """Methods (and the controls) x settings, one metric, mean ± std in percent."""
+    first = next(iter(reports.values()))
+    fracs = sorted(first["finetune"], key=float)
+    head = ["method", "linear probe"] + [f"FT {100 * float(f):g} %" for f in fracs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, rep in reports.items():
+        cells = [_cell(rep["linear_probe"].get(metric))]
+        cells += [_cell((rep["finetune"].get(f) or {}).get(metric)) for f in fracs]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for ctrl, label in _CONTROLS.items():
+        block = (first.get("controls") or {}).get(ctrl)
+        if block:
+            lines.append(f"| {label} | {_cell(block.get(metric))} |" + " |" * len(fracs))
+    return lines
+
+
+def _robustness(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Spread of the linear probe over seeds, i.e. over pretraining runs (each on its own training subset)."""
+    lines = ["| method | pretraining runs | subset of train split | LP macro-F1 std | LP macro-F1 min–max |",
+             "|---|---|---|---|---|"]
+    for method, rep in reports.items():
+        f1 = rep["linear_probe"].get("macro_f1") or {}
+        runs = len(rep.get("pretrain_seeds") or []) or "?"
+        sub = rep.get("pretrain_subset_fraction")
+        sub_s = "?" if sub is None else f"{100 * float(sub):g} %"
+        lo, hi = f1.get("min"), f1.get("max")
+        span = "–" if lo is None or hi is None else f"{100 * lo:.2f} – {100 * hi:.2f}"
+        lines.append(f"| {method} | {runs} | {sub_s} | {100 * (f1.get('std') or 0.0):.2f} | {span} |")
+    return lines
+
+
+def _reading(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Where the first method (TRLS) stands against every other one, computed, not written by hand."""
+    names = list(reports)
+    if len(names) < 2:
+        return []
+    ref = names[0]
+    out = []
+    for metric in METRICS:
+        mine = reports[ref]["linear_probe"].get(metric) or {}
+        beaten = [m for m in names[1:] if (reports[m]["linear_probe"].get(metric) or {}).get("mean", -1.0)
+                  > (mine.get("mean") or 0.0)]
+        out.append(f"- linear probe {metric}: `{ref}` is at or above every other method's mean: "
+                   + ("**yes**" if not beaten else f"**no** (above it: {', '.join(beaten)})"))
+    mine_std = (reports[ref]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0
+    wider = [m for m in names[1:] if ((reports[m]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0) < mine_std]
+    out.append(f"- linear-probe macro-F1 spread over pretraining runs: `{ref}` at or below every other method's: "
+               + ("**yes**" if not wider else f"**no** (smaller: {', '.join(wider)})"))
+    return out
+
+
 def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
                     descriptions: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
     first = next(iter(reports.values()))
@@ -75,11 +133,33 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         "",
         f"- protocol: **{first.get('protocol')}** split; profile `{first.get('profile')}`; "
         f"evaluation seeds {first.get('seeds')}; label fractions {first.get('fractions')}",
+        f"- pretraining: {len(first.get('pretrain_seeds') or [])} run(s) per method "
+        f"(evaluation seed i uses pretraining run i mod K), each on a seeded random "
+        f"{100 * float(first.get('pretrain_subset_fraction') or 1.0):g} % subset of the train split",
         f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
         f"device {first.get('device')}",
         "- wall time per method (pretraining + evaluation): "
-        + ", ".join(f"{m} {s:.0f} s" for m, s in wall_seconds.items()),
+        + ", ".join(f"{m} {s:.0f} s" for m, s in wall_seconds.items())
+        + f"; total {sum(wall_seconds.values()) / 60:.1f} min",
         "- scores on the test split, mean ± std over seeds (percent); hyper-parameters chosen on validation only",
+        "",
+        "## Macro-F1 (%)",
+        "",
+        *_matrix(reports, "macro_f1"),
+        "",
+        "## Accuracy (%)",
+        "",
+        *_matrix(reports, "accuracy"),
+        "",
+        "## Spread over pretraining runs (robustness)",
+        "",
+        *_robustness(reports),
+        "",
+        "## Reading (computed from the tables above)",
+        "",
+        *_reading(reports),
+        "",
+        "## All rows",
         "",
         "| method | setting | accuracy | macro-F1 |",
         "|---|---|---|---|",
@@ -177,4 +257,11 @@ def write_comparison(
     write_text(files["md"], render_markdown(rows, reports, descriptions, wall_seconds))
     plot_probe_bars(rows, files["bars"])
     plot_fraction_curves(reports, files["fractions"])
+    # each method's t-SNE next to the comparison, so one folder (and one MLflow run) holds them all
+    for method, mfile in metrics_files.items():
+        tsne = Path(mfile).with_name(Path(mfile).name.replace("metrics", "tsne", 1)).with_suffix(".png")
+        if tsne.is_file():
+            dst = out_dir / f"comparison_tsne_{method}.png"
+            write_bytes(dst, tsne.read_bytes())
+            files[f"tsne_{method}"] = dst
     return files

@@ -428,9 +428,17 @@ class EvaluateParams(_Strict):
 
 
 class CompareParams(_Strict):
-    """Which methods (``trls_core.methods`` registry names) the compare flow runs."""
+    """Which methods (``trls_core.methods`` registry names) the compare flow runs, and how.
+
+    ``settings`` is deep-merged over the params of EVERY method (after the
+    profile, before the method's own overrides): the comparison protocol,
+    e.g. K pretraining runs on random training subsets (the robustness
+    protocol) and a fine-tuning budget that fits all methods in the time
+    box. A typo there fails like one in the sections it overrides.
+    """
 
     methods: list[str] = Field(default_factory=lambda: ["trls", "trls_cnn"])
+    settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("methods")
     @classmethod

@@ -52,7 +52,7 @@ def get_method(name: str) -> Method:
 
 
 def method_params(raw: dict[str, Any], method: Method, profile: str | None = None) -> dict[str, Any]:
-    """The raw params for ``method``: the profile merged in, then the method's overrides.
+    """The raw params for ``method``: the profile, then ``compare.settings``, then the method's overrides.
 
     Returns a plain params dict (``profile`` pinned, ``profiles`` kept) that
     validates like ``params.yaml``; a bad override fails with its key.
@@ -60,7 +60,8 @@ def method_params(raw: dict[str, Any], method: Method, profile: str | None = Non
     from trls_core.config import deep_merge, resolve_params
 
     base = resolve_params(raw, profile=profile)  # validates the file and picks the profile
-    merged = deep_merge(_profile_applied(raw, base.profile), method.overrides)
+    merged = deep_merge(_profile_applied(raw, base.profile), base.compare.settings)
+    merged = deep_merge(merged, method.overrides)
     merged["profile"] = base.profile
     resolve_params(merged, profile=base.profile, source=f"params.yaml + method {method.name!r}")
     return merged

@@ -274,20 +274,26 @@ def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny
 
     from flows.compare import compare_flow
 
-    state = compare_flow(root=str(tiny_project), params_path=str(tiny_params), methods=["trls", "trls_cnn"],
-                         track=TRACK, return_state=True)
+    state = compare_flow(root=str(tiny_project), params_path=str(tiny_params),
+                         methods=["trls", "trls_cnn", "ts2vec"], track=TRACK, return_state=True)
     assert state.is_completed(), state.message
     out = state.result()
     rows = list(csv.DictReader(Path(out["files"]["csv"]).open()))
     probe = {r["method"]: r for r in rows if r["setting"] == "linear_probe"}
-    assert set(probe) == {"trls", "trls_cnn", "control: pixels + linear", "control: untrained encoder"}
+    assert set(probe) == {"trls", "trls_cnn", "ts2vec", "control: pixels + linear", "control: untrained encoder"}
     assert {r["setting"] for r in rows if r["method"] == "trls"} == {"linear_probe", "finetune_0.5", "finetune_1.0"}
-    for m in ("trls", "trls_cnn"):  # each row is that method's own report, not a copy
+    for m, enc in (("trls", "tfrnn"), ("trls_cnn", "cnn"), ("ts2vec", "ts2vec")):  # each its own report
         rep = json.loads((Path(out["reports"][m]) / "metrics.json").read_text())
         assert float(probe[m]["accuracy_mean"]) == pytest.approx(rep["linear_probe"]["accuracy"]["mean"])
-        assert rep["encoder"] == ("cnn" if m == "trls_cnn" else "tfrnn")
+        assert rep["encoder"] == enc
+        # compare.settings reach every method: 2 pretraining runs, each on half the train split
+        assert rep["pretrain_seeds"] == [0, 1] and rep["pretrain_subset_fraction"] == 0.5
+        assert Path(out["files"][f"tsne_{m}"]).stat().st_size > 0
+    assert json.loads((Path(out["reports"]["ts2vec"]) / "metrics.json").read_text())["input"] == "raw"
     md = Path(out["files"]["md"]).read_text()
     assert "protocol: **random**" in md and "trls_cnn" in md
+    assert "## Spread over pretraining runs" in md and "| trls | 2 | 50 % |" in md
+    assert "`trls` is at or above every other method's mean" in md
     assert Path(out["files"]["bars"]).stat().st_size > 0 and Path(out["files"]["fractions"]).is_file()
     if TRACK:
         runs = _runs(mlflow_uri)
