@@ -136,7 +136,33 @@ def _child(mode: str, root: Path) -> None:
     params = load_params(root / "params.yaml")
     reg = {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"}
     print("RESULT " + json.dumps({"mode": mode, "inner_seconds": round(wall, 2),
-                                  "breakdown": _breakdown(root, params), "registration": reg}), flush=True)
+                                  "breakdown": _breakdown(root, params), "cpu_seconds": _cpu_seconds(),
+                                  "registration": reg}), flush=True)
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of this process and of Prefect's ephemeral server child, if any.
+
+    Tells a slower flow run apart: more CPU in this process (Python-side
+    orchestration), in the server (API bookkeeping), or neither (the same
+    work just ran slower).
+    """
+    import resource
+
+    from flows import _server_pids
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"process": round(me.ru_utime + me.ru_stime, 1)}
+    tick = os.sysconf("SC_CLK_TCK")
+    server = 0.0
+    for pid in _server_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            server += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    out["prefect_server"] = round(server, 1)
+    return out
 
 
 def _spawn(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ RootOpt = typer.Option(Path("."), "--root", help="project root holding data/, mo
 
 def _guard(fn: Callable[[], object]) -> object:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # every Prefect API call is an httpx INFO line: noise next to the progress users want to see
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return fn()
     except TrlsError as exc:

@@ -86,7 +86,7 @@ def test_unknown_method_and_encoder_fail_naming_the_key():
 
 def test_fingerprint_hashes_only_what_the_method_reads():
     meta = {"parquet_sha256": "x", "stft": {}}
-    base = _params("trls")
+    base = resolve_params(_raw())  # the params file itself (no compare.settings merged)
     fp = fingerprint(base, 0, meta)
     # another encoder's section or the raw views do not touch a TFRNN/BYOL-on-spectrogram run
     raw = _raw()
@@ -96,7 +96,9 @@ def test_fingerprint_hashes_only_what_the_method_reads():
     # its own settings do
     raw["model"]["tfrnn"]["dim"] = 12
     assert fingerprint(resolve_params(raw), 0, meta) != fp
-    assert fingerprint(_params("simclr"), 0, meta) != fp
+    raw["model"]["tfrnn"]["dim"] = base.model.tfrnn.dim
+    raw["pretrain"]["method"] = "simclr"
+    assert fingerprint(resolve_params(raw), 0, meta) != fp
     # and for a raw method, its views do
     r1, r2 = _params("byol_raw"), resolve_params(method_params(_raw(), METHODS["byol_raw"]))
     assert fingerprint(r1, 0, meta) == fingerprint(r2, 0, meta)

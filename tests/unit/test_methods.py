@@ -73,3 +73,28 @@ def test_comparison_files_and_protocol_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="protocol"):
         write_comparison(tmp_path / "out2", {"trls": a, "trls_cnn": b}, {}, {})
     assert not (tmp_path / "out2" / "comparison.md").exists()
+
+
+def test_compare_cli_rejects_an_unknown_method_before_running_anything() -> None:
+    from typer.testing import CliRunner
+
+    from trls_core.cli import app
+
+    res = CliRunner().invoke(app, ["compare", "--method", "trls", "--method", "moco"])
+    assert res.exit_code == 2, res.output
+    assert "--method 'moco': unknown" in res.output
+
+
+def test_compare_settings_reach_every_method_before_its_overrides() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["compare"]["settings"] = {"pretrain": {"lr": 0.5, "subset_fraction": 0.25},
+                                  "evaluate": {"finetune": {"encoder_lr": 0.2}}}
+    trls = resolve_params(method_params(raw, get_method("trls")))
+    assert trls.pretrain.lr == 0.5 and trls.pretrain.subset_fraction == 0.25
+    tstcc = resolve_params(method_params(raw, get_method("ts_tcc")))
+    assert tstcc.pretrain.lr == 3.0e-4 and tstcc.pretrain.subset_fraction == 0.25  # method override wins
+    sup = resolve_params(method_params(raw, get_method("supervised_tfrnn")))
+    assert sup.evaluate.finetune.encoder_lr == 1.0e-3 and sup.pretrain.method == "none"
+    raw["compare"]["settings"] = {"pretrain": {"epcohs": 3}}
+    with pytest.raises(ConfigError, match="epcohs"):
+        method_params(raw, get_method("trls"))

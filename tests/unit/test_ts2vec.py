@@ -279,7 +279,7 @@ def _model(**kw) -> TS2Vec:
 
 def test_interface_like_byol():
     m = _model()
-    assert m.encoder is m.ts_encoder and m.encoder.out_dim == 6
+    assert m.encoder is m.backbone and m.encoder.out_dim == 6
     assert {id(p) for p in m.online_parameters()} == {id(p) for p in m.encoder.parameters()}
     before = [p.clone() for p in m.parameters()]
     m.update_target(0.99)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trls_core.models.heads import ProjectionHead
+from trls_core.ssl.base import NoTargetMethod
 
 __all__ = ["nt_xent_loss", "SimCLR"]
 
@@ -59,7 +60,7 @@ def nt_xent_loss(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
-class SimCLR(nn.Module):
+class SimCLR(NoTargetMethod):
     """Encoder + projector trained with NT-Xent; the BYOL module interface.
 
     Args:
@@ -85,19 +86,6 @@ class SimCLR(nn.Module):
         self.backbone = encoder
         self.projector = ProjectionHead(rep_dim, proj_hidden, proj_dim)
         self.temperature = float(temperature)
-
-    @property
-    def encoder(self) -> nn.Module:
-        """The encoder: what downstream evaluation and the registry use."""
-        return self.backbone
-
-    def online_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimizer should update (encoder and projector)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def update_target(self, tau: float) -> None:
-        """No target network in SimCLR: nothing to do (kept for the shared training loop)."""
-        return None
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         if a.shape != b.shape:

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trls_core.models.ts2vec import TS2VecEncoder
+from trls_core.ssl.base import NoTargetMethod
 
 __all__ = [
     "instance_contrastive_loss",
@@ -190,7 +191,7 @@ def take_per_row(x: Tensor, start: Tensor, length: int) -> Tensor:
     return x.gather(2, idx.unsqueeze(1).expand(-1, x.shape[1], -1))
 
 
-class TS2Vec(nn.Module):
+class TS2Vec(NoTargetMethod):
     """TS2Vec pretraining around a ``TS2VecEncoder``, with BYOL's interface.
 
     Args:
@@ -223,22 +224,10 @@ class TS2Vec(nn.Module):
                 f"TS2Vec: max_train_length must be >= 2**(temporal_unit + 1) = {2 ** (temporal_unit + 1)}, "
                 f"got {max_train_length}"
             )
-        self.ts_encoder = encoder
+        self.backbone = encoder
         self.alpha = alpha
         self.temporal_unit = temporal_unit
         self.max_train_length = max_train_length
-
-    @property
-    def encoder(self) -> TS2VecEncoder:
-        """The encoder: what downstream evaluation and the registry use."""
-        return self.ts_encoder
-
-    def online_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimizer should update (all of the encoder's)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def update_target(self, tau: float) -> None:
-        """No-op: TS2Vec has no target network (kept for the shared training loop)."""
 
     def crop_views(self, x: Tensor) -> tuple[Tensor, Tensor, TS2VecCrop]:
         """The two overlapping raw views (B, C, len1) and (B, C, len2) of x (B, C, L), and their crop.
@@ -259,6 +248,6 @@ class TS2Vec(nn.Module):
     def forward(self, a: Tensor, b: Tensor | None = None) -> Tensor:
         """Scalar hierarchical contrastive loss of two random overlapping crops of ``a``; ``b`` is ignored."""
         v1, v2, crop = self.crop_views(a)
-        out1 = self.ts_encoder.forward_timestamps(v1, mask=True)[:, -crop.crop_l :]
-        out2 = self.ts_encoder.forward_timestamps(v2, mask=True)[:, : crop.crop_l]
+        out1 = self.backbone.forward_timestamps(v1, mask=True)[:, -crop.crop_l :]
+        out2 = self.backbone.forward_timestamps(v2, mask=True)[:, : crop.crop_l]
         return hierarchical_contrastive_loss(out1, out2, self.alpha, self.temporal_unit)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trls_core.models.heads import ProjectionHead
+from trls_core.ssl.base import NoTargetMethod
 from trls_core.ssl.simclr import nt_xent_loss
 
 __all__ = ["temporal_contrast_loss", "ContextTransformer", "TSTCC"]
@@ -124,7 +125,7 @@ def _check_nonneg(name: str, value: float) -> float:
     return float(value)
 
 
-class TSTCC(nn.Module):
+class TSTCC(NoTargetMethod):
     """TS-TCC pretraining module with the BYOL interface.
 
     Args:
@@ -196,19 +197,6 @@ class TSTCC(nn.Module):
         if t_len < 2:
             raise ValueError(f"TSTCC: window {window} gives only {t_len} feature step(s); need at least 2")
         return min(max(1, int(timesteps * t_len)), t_len - 1)
-
-    @property
-    def encoder(self) -> nn.Module:
-        """The encoder: its forward gives the downstream representation."""
-        return self.backbone
-
-    def online_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimizer should update (encoder, transformer, predictors, projector)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def update_target(self, tau: float) -> None:
-        """No target network in TS-TCC: nothing to do (kept for the shared training loop)."""
-        return None
 
     def losses(self, weak: Tensor, strong: Tensor) -> dict[str, Tensor]:
         """The three terms: ``tc_s`` (strong context -> weak future), ``tc_w`` (weak -> strong), ``cc``."""
