@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trls_core.data.tensors import SplitTensors, load_meta, load_split
+from trls_core.data.tensors import SplitTensors, load_labels, load_meta
 from trls_core.errors import DataError
 from trls_core.io import sha256_file
 from trls_core.paths import parquet_file, spectrogram_dir
@@ -62,7 +62,7 @@ def load_raw_splits(root: Path, dataset: str, task: str | None = None,
     out: dict[str, SplitTensors] = {}
     for s in splits:
         x = (raw[s] - mean) / std
-        y = load_split(sdir, s, task).y
+        y = load_labels(sdir, s, task)
         if len(x) != len(y):
             raise DataError(f"{src}: split {s!r} has {len(x)} windows but {sdir / (s + '.safetensors')} "
                             f"has {len(y)}: rebuild with `dvc repro`")

@@ -51,6 +51,26 @@ def load_split(directory: Path, split: str, task: str | None = None) -> SplitTen
     return SplitTensors(x=tensors["x"].float(), y=tensors[key].long())
 
 
+def load_labels(directory: Path, split: str, task: str | None = None) -> torch.Tensor:
+    """Only the labels of one split (``task`` as in :func:`load_split`), without reading the spectrograms.
+
+    Raw-window methods need the split's labels, not its (much larger) spectrogram tensor.
+    """
+    from safetensors import safe_open
+
+    path = Path(directory) / f"{split}.safetensors"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `dvc repro` to build the spectrograms first")
+    key = "y" if task is None else task_info(load_meta(directory), task)["key"]
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            if key not in fh.keys():
+                raise DataError(f"{path}: field {key!r} is missing")
+            return fh.get_tensor(key).long()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable safetensors file ({exc})") from exc
+
+
 def load_normaliser(directory: Path) -> dict[str, torch.Tensor]:
     path = Path(directory) / "normaliser.safetensors"
     if not path.is_file():
