@@ -60,10 +60,11 @@ bench-orchestration: setup
 	$(BIN)/python bench/bench_orchestration.py
 
 # Baselines through one protocol (compare.methods and compare.settings in params.yaml)
-# -> reports/<dataset>/comparison.{md,csv,png}; ablations: make compare METHODS="trls trls_cnn ..."
+# -> reports/<dataset>/comparison.{md,csv,png}; ablations: make compare METHODS="trls trls_cnn ...";
+# another dataset: make compare DATASET=cinc2017
 compare: setup
 	$(BIN)/dvc repro
-	$(BIN)/trls compare $(foreach m,$(METHODS),--method $(m))
+	$(BIN)/trls compare $(foreach m,$(METHODS),--method $(m)) $(if $(DATASET),--dataset $(DATASET))
 
 # Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json

@@ -119,16 +119,51 @@ def _breakdown(root: Path, params: Any) -> dict[str, float]:
         info = json.loads((model_dir(root, ds, params.model.encoder, s) / "encoder.json").read_text())
         epochs += sum(float(r.get("seconds", 0.0)) for r in info.get("history", []))
     metrics = json.loads(report_file(report_dir(root, ds), "metrics.json", params.evaluate.task).read_text())
+    from trls_core.stages.evaluate import read_unit, unit_file, units_for
+
+    per_unit = {}
+    for u in units_for(params):
+        r = read_unit(unit_file(root, params, u))["result"]
+        # seconds, and what the unit computed: a different F1 or epoch count would mean different work
+        per_unit[u.name] = [float(r.get("unit_seconds", 0.0)), round(float(r.get("macro_f1", 0.0)), 5),
+                            len(r.get("history") or [])]
     return {"pretrain_epoch_seconds": round(epochs, 2), "eval_unit_seconds": float(metrics.get("unit_seconds", 0.0)),
-            "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0))}
+            "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0)), "unit_seconds": per_unit}
+
+
+_GC = {"collections": 0, "seconds": 0.0, "gen2": 0, "gen2_seconds": 0.0, "_t0": 0.0}
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    """gc.callbacks hook: total time spent in Python's cyclic garbage collector.
+
+    Why: the flow process holds many more long-lived objects (Prefect,
+    MLflow, SQLAlchemy, pydantic) than a bare run; each full collection
+    walks all of them, during training.
+    """
+    if phase == "start":
+        _GC["_t0"] = time.perf_counter()
+        return
+    dt = time.perf_counter() - _GC["_t0"]
+    _GC["collections"] += 1
+    _GC["seconds"] += dt
+    if info.get("generation") == 2:
+        _GC["gen2"] += 1
+        _GC["gen2_seconds"] += dt
 
 
 def _child(mode: str, root: Path) -> None:
     """One timed run in THIS (fresh) process; prints a JSON line with its wall time and breakdown."""
     import json
 
+    import gc
+
     from trls_core.config import load_params
 
+    from trls_core.runtime import tune_malloc
+
+    tune_malloc()  # as `trls` and `python -m flows.pipeline` do, in both modes
+    gc.callbacks.append(_gc_timer)
     if mode == "bare":
         wall, result = run_bare(root), {}
     else:
@@ -137,10 +172,11 @@ def _child(mode: str, root: Path) -> None:
     reg = {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"}
     print("RESULT " + json.dumps({"mode": mode, "inner_seconds": round(wall, 2),
                                   "breakdown": _breakdown(root, params), "cpu_seconds": _cpu_seconds(),
-                                  "registration": reg}), flush=True)
+                                  "gc": {k: round(v, 2) for k, v in _GC.items() if not k.startswith("_")},
+                                  "gc_tracked_objects": len(gc.get_objects()), "registration": reg}), flush=True)
 
 
-def _cpu_seconds() -> dict[str, float]:
+def _cpu_seconds() -> dict[str, Any]:
     """CPU time (user + system) of this process and of Prefect's ephemeral server child, if any.
 
     Tells a slower flow run apart: more CPU in this process (Python-side
@@ -152,7 +188,9 @@ def _cpu_seconds() -> dict[str, float]:
     from flows import _server_pids
 
     me = resource.getrusage(resource.RUSAGE_SELF)
-    out = {"process": round(me.ru_utime + me.ru_stime, 1)}
+    out: dict[str, Any] = {"process": round(me.ru_utime + me.ru_stime, 1), "user": round(me.ru_utime, 1),
+                           "system": round(me.ru_stime, 1), "minor_faults": me.ru_minflt,
+                           "voluntary_switches": me.ru_nvcsw, "involuntary_switches": me.ru_nivcsw}
     tick = os.sysconf("SC_CLK_TCK")
     server = 0.0
     for pid in _server_pids():
@@ -162,6 +200,25 @@ def _cpu_seconds() -> dict[str, float]:
         except (OSError, ValueError, IndexError):
             continue
     out["prefect_server"] = round(server, 1)
+    # per thread name (this process): torch/OpenMP workers vs Prefect's and MLflow's background threads
+    import threading
+
+    py_names = {t.native_id: t.name for t in threading.enumerate()}
+    threads: dict[str, float] = {}
+    preempted: dict[str, int] = {}
+    for task_dir in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task_dir / "stat").read_text()
+            name = py_names.get(int(task_dir.name)) or "native:" + stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            threads[name] = threads.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            status = (task_dir / "status").read_text()
+            nonvol = int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
+            preempted[name] = preempted.get(name, 0) + nonvol
+        except (OSError, ValueError, IndexError):
+            continue
+    out["thread_preemptions"] = {k: v for k, v in preempted.items() if v}
+    out["threads"] = {k: round(v, 1) for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.1}
     return out
 
 

@@ -34,7 +34,8 @@ def method_workspace(root: Path, dataset: str, method: str) -> Path:
     return root / "compare" / dataset / method
 
 
-def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str, Any], profile: str | None) -> Path:
+def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str, Any], profile: str | None,
+                      compare_dataset: str | None = None) -> Path:
     """Create (or refresh) the method's workspace; returns its params file.
 
     The params file is rewritten only when its content changes, and the
@@ -50,7 +51,7 @@ def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str,
     params_file = ws / "params.yaml"
     text = ("# written by flows/compare.py: params.yaml with the profile applied and the overrides of\n"
             f"# method {method.name!r} ({method.description}); edit the project's params.yaml instead\n"
-            + yaml.safe_dump(method_params(raw, method, profile), sort_keys=False))
+            + yaml.safe_dump(method_params(raw, method, profile, compare_dataset), sort_keys=False))
     if not params_file.is_file() or params_file.read_text() != text:
         write_text(params_file, text)
     # the data is DVC's, built once: the spectrograms, and the windows Parquet raw-input methods read
@@ -106,14 +107,18 @@ def compare_flow(
     methods: list[str] | None = None,
     task: str | None = None,
     track: bool = True,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Run each method (default ``compare.methods``) through pretraining + evaluation, then compare.
 
-    Needs the dataset's spectrograms (``dvc repro``). Returns the comparison
-    files, each method's report folder and the MLflow parent run id.
+    ``dataset`` (default ``pretrain.dataset``) runs the comparison on another
+    built dataset, with ``compare.datasets[dataset]`` merged in (its task
+    and budget). Needs the dataset's spectrograms (``dvc repro``). Returns
+    the comparison files, each method's report folder and the MLflow parent
+    run id.
     """
     from trls_core.config import read_raw_params, resolve_params
-    from trls_core.methods import get_method
+    from trls_core.methods import get_method, method_params
     from trls_core.paths import report_dir, report_file
 
     logger = run_logger()
@@ -124,8 +129,10 @@ def compare_flow(
     names = list(methods) if methods else list(base.compare.methods)
     for m in names:
         get_method(m)  # unknown names fail before anything runs
-    ds = base.pretrain.dataset
-    task_name = task or base.evaluate.task
+    # the dataset and task as every method will see them (compare.datasets may set the task)
+    first = resolve_params(method_params(raw, get_method(names[0]), base.profile, dataset), profile=base.profile)
+    ds = first.pretrain.dataset
+    task_name = task or first.evaluate.task
     logger.info("comparing %s on %s (task %s, profile %s)", names, ds, task_name, base.profile)
     tags = {"stage": "compare", "dataset": ds, "profile": base.profile, **flow_run_tags()}
     metrics_files: dict[str, str] = {}
@@ -135,7 +142,7 @@ def compare_flow(
                    params={"methods": ",".join(names), "profile": base.profile, "task": task_name},
                    tags=tags) as parent:
         for name in names:
-            ws_params = prepare_workspace(root_p, ds, name, raw, base.profile)
+            ws_params = prepare_workspace(root_p, ds, name, raw, base.profile, dataset)
             ws = ws_params.parent
             t0 = time.perf_counter()
             with start_run(track, root_p, experiment_name(ds), f"method/{name}",
@@ -153,4 +160,7 @@ def compare_flow(
 
 
 if __name__ == "__main__":  # `python -m flows.compare`: the methods of params.yaml on an ephemeral API
+    from trls_core.runtime import tune_malloc
+
+    tune_malloc()
     compare_flow()

@@ -204,4 +204,7 @@ def pipeline_flow(
 
 
 if __name__ == "__main__":  # `python -m flows.pipeline`: one run on an ephemeral Prefect API
+    from trls_core.runtime import tune_malloc
+
+    tune_malloc()
     pipeline_flow()

@@ -169,6 +169,9 @@ def compare(
     methods: Optional[list[str]] = typer.Option(None, "--method", "-m",
                                                 help="a method to compare (repeatable; default: compare.methods)"),
     task: Optional[str] = typer.Option(None, "--task", help="evaluation task (default: evaluate.task)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d",
+                                          help="a built dataset (default: pretrain.dataset); "
+                                               "compare.datasets.<name> in params.yaml sets its task and budget"),
     params: Path = ParamsOpt,
     profile: Optional[str] = ProfileOpt,
     root: Path = RootOpt,
@@ -185,11 +188,14 @@ def compare(
         from flows.compare import compare_flow
 
         out = compare_flow(root=str(root), params_path=str(params), profile=profile, methods=methods or None,
-                           task=task, track=not no_track)
+                           task=task, track=not no_track, dataset=dataset)
         typer.echo(json.dumps(out["files"], indent=2))
 
     _guard(go)
 
 
 def main() -> None:  # pragma: no cover - console entry
+    from trls_core.runtime import tune_malloc
+
+    tune_malloc()  # training processes reuse freed activation memory (trls_core/runtime.py)
     sys.exit(app())

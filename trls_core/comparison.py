@@ -24,6 +24,11 @@ from trls_core.errors import DataError
 from trls_core.io import write_bytes, write_text
 
 METRICS = ("accuracy", "macro_f1")
+#: task scores a dataset's reports may carry (CinC 2017: mean F1 over N/A/O, per window and per record vote);
+#: compared wherever every method's report has them
+TASK_METRICS = ("challenge_f1", "record_challenge_f1")
+_LABELS = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "challenge_f1": "Challenge F1 (windows)",
+           "record_challenge_f1": "Challenge F1 (records, majority vote)"}
 _CONTROLS = {"spectrogram_linear": "control: pixels + linear", "random_encoder_linear": "control: untrained encoder"}
 
 
@@ -38,13 +43,23 @@ def read_report(path: Path) -> dict[str, Any]:
     return doc
 
 
+def task_metrics(reports: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    """The :data:`TASK_METRICS` every method's linear probe and fine-tuning blocks report."""
+    def has(rep: Mapping[str, Any], key: str) -> bool:
+        blocks = [rep["linear_probe"], *rep["finetune"].values()]
+        return all(key in b for b in blocks)
+
+    return tuple(k for k in TASK_METRICS if reports and all(has(r, k) for r in reports.values()))
+
+
 def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (method, setting); settings: ``linear_probe``, ``finetune_<fraction>``, controls."""
     rows: list[dict[str, Any]] = []
+    metrics = METRICS + task_metrics(reports)
 
     def add(method: str, setting: str, aggs: Mapping[str, Any]) -> None:
         row: dict[str, Any] = {"method": method, "setting": setting}
-        for m in METRICS:
+        for m in metrics:
             a = aggs.get(m) or {}
             for stat in ("mean", "std", "min", "max", "n"):
                 row[f"{m}_{stat}"] = a.get(stat)
@@ -104,18 +119,35 @@ def _robustness(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _block(rep: Mapping[str, Any], setting: str) -> Mapping[str, Any]:
+    """A report's aggregates of one setting: ``linear_probe`` or a fine-tuning fraction key."""
+    return rep["linear_probe"] if setting == "linear_probe" else (rep["finetune"].get(setting) or {})
+
+
+def _setting_label(setting: str) -> str:
+    return "linear probe" if setting == "linear_probe" else f"fine-tuning {100 * float(setting):g} %"
+
+
 def _reading(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Where the first method (TRLS) stands against every other one, computed, not written by hand."""
+    """Where the first method (TRLS) stands against every other one, computed, not written by hand.
+
+    Linear probe on every metric; with a task score (CinC 2017's challenge
+    F1) also fine-tuning with 10 % and 100 % of the labels, where the
+    challenge claim is made.
+    """
     names = list(reports)
     if len(names) < 2:
         return []
     ref = names[0]
+    checks = [("linear_probe", m) for m in METRICS + task_metrics(reports)]
+    fracs = set(reports[ref]["finetune"])
+    checks += [(f, m) for m in task_metrics(reports)[:1] for f in ("0.1", "1.0") if f in fracs]
     out = []
-    for metric in METRICS:
-        mine = reports[ref]["linear_probe"].get(metric) or {}
-        beaten = [m for m in names[1:] if (reports[m]["linear_probe"].get(metric) or {}).get("mean", -1.0)
+    for setting, metric in checks:
+        mine = _block(reports[ref], setting).get(metric) or {}
+        beaten = [m for m in names[1:] if (_block(reports[m], setting).get(metric) or {}).get("mean", -1.0)
                   > (mine.get("mean") or 0.0)]
-        out.append(f"- linear probe {metric}: `{ref}` is at or above every other method's mean: "
+        out.append(f"- {_setting_label(setting)} {metric}: `{ref}` is at or above every other method's mean: "
                    + ("**yes**" if not beaten else f"**no** (above it: {', '.join(beaten)})"))
     mine_std = (reports[ref]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0
     wider = [m for m in names[1:] if ((reports[m]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0) < mine_std]
@@ -143,14 +175,10 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         + f"; total {sum(wall_seconds.values()) / 60:.1f} min",
         "- scores on the test split, mean ± std over seeds (percent); hyper-parameters chosen on validation only",
         "",
-        "## Macro-F1 (%)",
-        "",
-        *_matrix(reports, "macro_f1"),
-        "",
-        "## Accuracy (%)",
-        "",
-        *_matrix(reports, "accuracy"),
-        "",
+    ]
+    for metric in task_metrics(reports) + ("macro_f1", "accuracy"):
+        lines += [f"## {_LABELS[metric]} (%)", "", *_matrix(reports, metric), ""]
+    lines += [
         "## Spread over pretraining runs (robustness)",
         "",
         *_robustness(reports),
@@ -161,11 +189,11 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         "",
         "## All rows",
         "",
-        "| method | setting | accuracy | macro-F1 |",
-        "|---|---|---|---|",
     ]
+    cols = METRICS + task_metrics(reports)
+    lines += ["| method | setting | " + " | ".join(_LABELS[c] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['setting']} | {_pm(r, 'accuracy')} | {_pm(r, 'macro_f1')} |")
+        lines.append(f"| {r['method']} | {r['setting']} | " + " | ".join(_pm(r, c) for c in cols) + " |")
     lines += ["", "Methods:", ""]
     lines += [f"- `{m}`: {d}" for m, d in descriptions.items()]
     return "\n".join(lines) + "\n"

@@ -439,6 +439,9 @@ class CompareParams(_Strict):
 
     methods: list[str] = Field(default_factory=lambda: ["trls", "trls_cnn"])
     settings: dict[str, Any] = Field(default_factory=dict)
+    # per dataset, merged after ``settings`` when the comparison runs on that dataset
+    # (``trls compare --dataset``): its task, and a budget that fits its size (CinC 2017 has 5x Bonn's windows)
+    datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("methods")
     @classmethod

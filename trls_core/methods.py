@@ -51,9 +51,13 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})") from None
 
 
-def method_params(raw: dict[str, Any], method: Method, profile: str | None = None) -> dict[str, Any]:
-    """The raw params for ``method``: the profile, then ``compare.settings``, then the method's overrides.
+def method_params(raw: dict[str, Any], method: Method, profile: str | None = None,
+                  dataset: str | None = None) -> dict[str, Any]:
+    """The raw params for ``method``: the profile, ``compare.settings``, the dataset's, the method's overrides.
 
+    ``dataset`` (default: ``pretrain.dataset``) points pretraining and
+    evaluation at that dataset and merges ``compare.datasets[dataset]``
+    (its task, a budget for its size) before the method's overrides.
     Returns a plain params dict (``profile`` pinned, ``profiles`` kept) that
     validates like ``params.yaml``; a bad override fails with its key.
     """
@@ -61,6 +65,10 @@ def method_params(raw: dict[str, Any], method: Method, profile: str | None = Non
 
     base = resolve_params(raw, profile=profile)  # validates the file and picks the profile
     merged = deep_merge(_profile_applied(raw, base.profile), base.compare.settings)
+    if dataset is not None:
+        merged = deep_merge(merged, {"pretrain": {"dataset": dataset}, "evaluate": {"dataset": dataset}})
+    ds = dataset or base.pretrain.dataset
+    merged = deep_merge(merged, base.compare.datasets.get(ds) or {})
     merged = deep_merge(merged, method.overrides)
     merged["profile"] = base.profile
     resolve_params(merged, profile=base.profile, source=f"params.yaml + method {method.name!r}")

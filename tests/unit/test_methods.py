@@ -98,3 +98,48 @@ def test_compare_settings_reach_every_method_before_its_overrides() -> None:
     raw["compare"]["settings"] = {"pretrain": {"epcohs": 3}}
     with pytest.raises(ConfigError, match="epcohs"):
         method_params(raw, get_method("trls"))
+
+
+def test_compare_dataset_points_every_method_at_it_with_its_settings() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["compare"]["datasets"] = {"cinc2017": {"pretrain": {"subset_fraction": 0.05}, "evaluate": {"task": "af"}}}
+    p = resolve_params(method_params(raw, get_method("ts2vec"), dataset="cinc2017"))
+    assert (p.pretrain.dataset, p.evaluate.dataset, p.evaluate.task) == ("cinc2017", "cinc2017", "af")
+    assert p.pretrain.subset_fraction == 0.05 and p.pretrain.lr == 1.0e-3  # dataset settings, then the method's
+    home = resolve_params(method_params(raw, get_method("trls")))  # default dataset: its settings only
+    assert home.pretrain.dataset == "epilepsy" and home.evaluate.task == "binary"
+    raw["compare"]["datasets"] = {"cinc2017": {"evaluate": {"tsak": "af"}}}
+    with pytest.raises(ConfigError, match="tsak"):
+        method_params(raw, get_method("trls"), dataset="cinc2017")
+
+
+def _task_report(f1_probe: float, f1_10: float, f1_100: float) -> dict:
+    agg = lambda m: {"mean": m, "std": 0.01, "min": m, "max": m, "n": 2, "values": [m, m]}  # noqa: E731
+    block = lambda c: {"accuracy": agg(0.8), "macro_f1": agg(0.6), "challenge_f1": agg(c),  # noqa: E731
+                       "record_challenge_f1": agg(c + 0.01)}
+    rep = _report(0.8)
+    rep.update(dataset="cinc2017", task="af", linear_probe=block(f1_probe),
+               finetune={"0.1": block(f1_10), "1.0": block(f1_100)})
+    return rep
+
+
+def test_comparison_reports_the_task_score_and_reads_it_at_10_and_100_percent(tmp_path: Path) -> None:
+    from trls_core.comparison import write_comparison
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_task_report(0.70, 0.60, 0.75)))
+    b.write_text(json.dumps(_task_report(0.65, 0.62, 0.70)))
+    files = write_comparison(tmp_path / "out", {"trls": a, "simclr": b}, {}, {"trls": 1.0, "simclr": 1.0})
+    header = files["csv"].read_text().splitlines()[0]
+    assert "challenge_f1_mean" in header and "record_challenge_f1_std" in header
+    md = files["md"].read_text()
+    assert "## Challenge F1 (windows) (%)" in md and "## Challenge F1 (records, majority vote) (%)" in md
+    assert "| trls | 70.00 ± 1.00 | 60.00 ± 1.00 | 75.00 ± 1.00 |" in md  # challenge-F1 matrix row
+    assert "linear probe challenge_f1: `trls` is at or above every other method's mean: **yes**" in md
+    assert "fine-tuning 10 % challenge_f1: `trls` is at or above every other method's mean: **no** (above it: simclr)" in md
+    assert "fine-tuning 100 % challenge_f1: `trls` is at or above every other method's mean: **yes**" in md
+    # a dataset without a task score: no such table
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps(_report(0.9)))
+    md2 = write_comparison(tmp_path / "out2", {"trls": c}, {}, {"trls": 1.0})["md"].read_text()
+    assert "Challenge" not in md2

@@ -25,15 +25,29 @@ def test_background_threads_and_server_child_are_reniced_training_threads_are_no
     bg = threading.Thread(target=_sleeper, args=(stop,), name="EventsWorkerThread")
     worker = threading.Thread(target=_sleeper, args=(stop,), name="ThreadPoolExecutor-0_0")
     bg.start(), worker.start()
-    # a child whose command line looks like Prefect's ephemeral server
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)", "uvicorn", "prefect.server"])
+    # a child whose command line looks like Prefect's ephemeral server, with a second thread (as uvicorn has)
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import threading, time; threading.Thread(target=time.sleep, args=(10,)).start(); "
+                              "time.sleep(10)", "uvicorn", "prefect.server"])
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
     try:
-        time.sleep(0.2)
-        done = yield_cpu_to_training(nice=base + 5)
-        assert done["server_processes"] >= 1 and done["threads"] >= 1  # (+ a real one left by other tests)
+        for _ in range(50):  # until the child's second thread exists
+            time.sleep(0.1)
+            if len(os.listdir(f"/proc/{child.pid}/task")) >= 2:
+                break
+        done = yield_cpu_to_training(nice=base + 5, idle=True)
+        assert done["server_processes"] >= 1 and done["threads"] >= 3  # (+ a real one left by other tests)
         assert os.getpriority(os.PRIO_PROCESS, bg.native_id) == base + 5
-        assert os.getpriority(os.PRIO_PROCESS, child.pid) == base + 5
+        child_threads = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(child_threads) >= 2
+        for tid in child_threads:  # every thread of the server, not only its main one
+            assert os.getpriority(os.PRIO_PROCESS, tid) == base + 5
+            if hasattr(os, "SCHED_IDLE"):
+                assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(bg.native_id) == os.SCHED_IDLE
+            assert os.sched_getscheduler(threading.main_thread().native_id) != os.SCHED_IDLE
+            assert os.sched_getscheduler(worker.native_id) != os.SCHED_IDLE
         assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == base  # task-runner worker: trains
         assert os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id) == base
         assert os.getpriority(os.PRIO_PROCESS, other.pid) == base  # not Prefect's server

@@ -1,0 +1,54 @@
+"""Process-level settings for training processes (called by entry points, never at import).
+
+Why the allocator: torch's CPU tensors are allocated with glibc ``malloc``.
+Blocks above the mmap threshold (dynamic, at most 32 MiB) are mapped fresh
+and returned to the kernel on free, so every training step that allocates
+the same activations again page-faults and zeroes them anew; how often
+depends on what else the process has allocated before (measured on the
+2-core box, the same evaluation units: 0.6 M minor faults in one process,
+6.8 M in another, 2.6 s vs 17.7 s of system time, units 14 % slower).
+Fixing the thresholds makes the heap keep and reuse those blocks: 0.22 M
+and 0.27 M faults in the two. The cost is up to ``trim`` bytes of freed
+heap kept mapped per arena (RSS, not work).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+logger = logging.getLogger(__name__)
+
+MALLOC_ENV = "TRLS_MALLOC_TUNE"
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_DONE: dict[str, int] = {}
+
+
+def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 512 << 20) -> dict[str, int]:
+    """Fix glibc's mmap and trim thresholds for this process; returns what was set ({} when nothing).
+
+    Off with env ``TRLS_MALLOC_TUNE=0``; a no-op off Linux/glibc, and where
+    ``GLIBC_TUNABLES`` already sets either threshold (the user's choice
+    wins). Idempotent.
+    """
+    if _DONE:
+        return dict(_DONE)
+    if os.environ.get(MALLOC_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return {}
+    if not sys.platform.startswith("linux") or "malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return {}
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return {}
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) != 1 or mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) != 1:
+        logger.debug("mallopt refused the thresholds; allocator left as it was")
+        return {}
+    _DONE.update(mmap_threshold=int(mmap_threshold), trim_threshold=int(trim_threshold))
+    return dict(_DONE)
