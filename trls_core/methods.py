@@ -66,6 +66,7 @@ def method_params(raw: dict[str, Any], method: Method, profile: str | None = Non
     base = resolve_params(raw, profile=profile)  # validates the file and picks the profile
     merged = deep_merge(_profile_applied(raw, base.profile), base.compare.settings)
     if dataset is not None:
+        base.dataset(dataset)  # an unknown name fails here, listing the known ones
         merged = deep_merge(merged, {"pretrain": {"dataset": dataset}, "evaluate": {"dataset": dataset}})
     ds = dataset or base.pretrain.dataset
     merged = deep_merge(merged, base.compare.datasets.get(ds) or {})

@@ -108,6 +108,8 @@ def test_compare_dataset_points_every_method_at_it_with_its_settings() -> None:
     assert p.pretrain.subset_fraction == 0.05 and p.pretrain.lr == 1.0e-3  # dataset settings, then the method's
     home = resolve_params(method_params(raw, get_method("trls")))  # default dataset: its settings only
     assert home.pretrain.dataset == "epilepsy" and home.evaluate.task == "binary"
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        method_params(raw, get_method("trls"), dataset="nope")
     raw["compare"]["datasets"] = {"cinc2017": {"evaluate": {"tsak": "af"}}}
     with pytest.raises(ConfigError, match="tsak"):
         method_params(raw, get_method("trls"), dataset="cinc2017")
