@@ -227,7 +227,9 @@ def yield_cpu_to_training(nice: int | None = None, idle: bool | None = None) -> 
         except ValueError:
             nice = 10
     if idle is None:
-        idle = os.environ.get(ORCHESTRATION_IDLE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+        from trls_core.runtime import env_enabled
+
+        idle = env_enabled(ORCHESTRATION_IDLE_ENV)
     done = {"server_processes": 0, "threads": 0}
     if nice <= 0 or not hasattr(os, "setpriority") or not os.path.isdir("/proc"):
         return done

@@ -26,6 +26,13 @@ MALLOC_ENV = "TRLS_MALLOC_TUNE"
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _DONE: dict[str, int] = {}
+_OFF = ("0", "false", "no", "off")
+
+
+def env_enabled(name: str, default: bool = True) -> bool:
+    """An on/off switch from the environment: ``0``/``false``/``no``/``off`` (any case) is off."""
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() not in _OFF
 
 
 def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 512 << 20) -> dict[str, int]:
@@ -37,7 +44,7 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 512 << 20)
     """
     if _DONE:
         return dict(_DONE)
-    if os.environ.get(MALLOC_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_enabled(MALLOC_ENV):
         return {}
     if not sys.platform.startswith("linux") or "malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
         return {}
