@@ -83,9 +83,13 @@ def embed(
     module's previous train/eval mode afterwards, so probing an encoder in
     the middle of pretraining does not silently switch it to eval.
     Inputs stay on the CPU and move to ``device`` batch by batch, so a whole
-    split never has to fit in accelerator memory.
+    split never has to fit in accelerator memory. The encoder is moved to
+    ``device`` (in place): encoders are loaded from their safetensors on the
+    CPU, and on a GPU host the probe would otherwise fail on CUDA inputs
+    against CPU weights.
     """
     x = _as_tensor(x, "embed")
+    encoder.to(device)
     was_training = encoder.training
     encoder.eval()
     try:

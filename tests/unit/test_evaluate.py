@@ -64,6 +64,20 @@ def test_embed_shape_eval_mode_and_mode_restored() -> None:
     np.testing.assert_allclose(embed(enc, x[:1]), z[:1], rtol=1e-5, atol=1e-6)
 
 
+def test_embed_moves_the_encoder_to_the_device_of_its_inputs() -> None:
+    """Encoders load on the CPU; on a GPU host embed(..., device="cuda") must move them (it once did not)."""
+    moved: list[str] = []
+
+    class Recording(nn.Sequential):
+        def to(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            moved.append(str(args[0] if args else kwargs.get("device")))
+            return super().to(*args, **kwargs)
+
+    enc = Recording(*_encoder())
+    z = embed(enc, _data(6)[0], batch_size=4, device="cpu")
+    assert moved == ["cpu"] and z.shape == (6, 8)
+
+
 def test_linear_probe_separable_and_on_raw_pixels() -> None:
     x, y = _data(80, n_classes=3)
     xv, yv = _data(30, n_classes=3, seed=1)
