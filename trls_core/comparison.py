@@ -156,6 +156,22 @@ def _reading(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _budget_lines(report: Mapping[str, Any]) -> list[str]:
+    """The evaluation budget (``evaluate.label_pool`` / ``val_windows``) as a protocol line, if one was set."""
+    budget, n = report.get("budget") or {}, report.get("n_windows") or {}
+    if not budget:
+        return []
+    parts = []
+    if "label_pool" in budget:
+        parts.append(f"labels drawn from a fixed stratified pool of {n.get('train', budget['label_pool']):,} "
+                     "training windows (label fractions are fractions of this pool)")
+    if "val_windows" in budget:
+        parts.append(f"C and early stopping chosen on a fixed stratified {n.get('val', budget['val_windows']):,} "
+                     "validation windows")
+    return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole ({n.get('test', '?'):,} windows)"
+            if isinstance(n.get('test'), int) else f"- evaluation budget: {'; '.join(parts)}; test split scored whole"]
+
+
 def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
                     descriptions: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
     first = next(iter(reports.values()))
@@ -168,6 +184,7 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         f"- pretraining: {len(first.get('pretrain_seeds') or [])} run(s) per method "
         f"(evaluation seed i uses pretraining run i mod K), each on a seeded random "
         f"{100 * float(first.get('pretrain_subset_fraction') or 1.0):g} % subset of the train split",
+        *_budget_lines(first),
         f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
         f"device {first.get('device')}",
         "- wall time per method (pretraining + evaluation): "
@@ -273,8 +290,8 @@ def write_comparison(
     reports = {m: read_report(p) for m, p in metrics_files.items()}
     ref_name, ref = next(iter(reports.items()))
     for m, rep in reports.items():
-        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256"):
-            if rep.get(key) != ref.get(key):
+        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256", "budget"):
+            if (rep.get(key) or None) != (ref.get(key) or None):
                 raise DataError(f"comparison: {m} has {key}={rep.get(key)!r} but {ref_name} has {ref.get(key)!r}: "
                                 "methods must go through the same protocol")
     rows = comparison_rows(reports)

@@ -417,6 +417,12 @@ class EvaluateParams(_Strict):
     finetune: FinetuneParams = FinetuneParams()
     tsne_points: int = Field(2000, gt=10)
     device: str = "auto"
+    # CPU budget for large datasets (null = the whole split). A fixed, stratified subset (seed 0, the same
+    # for every method and seed) of the train split is the labelled pool the probe and the label fractions
+    # draw from; a fixed stratified subset of validation is what C and early stopping are chosen on.
+    # The test split is always scored whole.
+    label_pool: int | None = Field(None, gt=1)
+    val_windows: int | None = Field(None, gt=1)
 
     @field_validator("fractions")
     @classmethod

@@ -102,6 +102,10 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
             lines.append(f"- **{key}**: {results[key]}")
     seeds = results.get("seeds", [])
     lines.append(f"- **seeds**: {', '.join(str(s) for s in seeds)} (n = {len(seeds)})")
+    if results.get("budget"):
+        n = results.get("n_windows") or {}
+        lines.append(f"- **evaluation budget**: {results['budget']}: train (labelled pool) {n.get('train')}, "
+                     f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool")
     lines.append("- scores in percent, mean ± sample std (ddof = 1) over seeds")
     lines.append("")
 

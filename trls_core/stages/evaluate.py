@@ -137,7 +137,41 @@ class EvalContext:
             blob["finetune"] = ev.finetune.model_dump()
         if unit.method == "random_encoder_linear":
             blob["model"] = self.params.model.model_dump()
+        budget = evaluation_budget(ev)
+        if budget:  # only when set, so results stored without a budget stay current
+            blob["budget"] = budget
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluation_budget(ev: Any) -> dict[str, int]:
+    """The set caps of ``evaluate`` (``label_pool``, ``val_windows``); empty when the splits are used whole."""
+    return {k: int(v) for k in ("label_pool", "val_windows") if (v := getattr(ev, k, None)) is not None}
+
+
+#: Seed of the fixed pool / validation subsets: the same windows for every method and evaluation seed.
+BUDGET_SEED = 0
+
+
+def apply_budget(data: dict[str, Any], ev: Any) -> dict[str, Any]:
+    """``data`` with train cut to ``ev.label_pool`` and validation to ``ev.val_windows`` windows (stratified).
+
+    Why: on a 2-core CPU, CinC 2017's 38,290 training and 8,169 validation
+    windows make each probe or fine-tuning unit 1-2 min, most of it embedding
+    and scoring windows that do not change the comparison. The subsets are
+    drawn once with :data:`BUDGET_SEED`, stratified by label, so every
+    method and seed sees the same labelled pool and the same selection set;
+    the label fractions are fractions *of the pool*. Test is never cut.
+    """
+    from trls_core.data.windows import label_fraction_indices
+
+    out = dict(data)
+    for split, cap in (("train", ev.label_pool), ("val", ev.val_windows)):
+        y = np.asarray(out[f"y_{split}"])
+        if cap is None or cap >= len(y):
+            continue
+        idx = torch.as_tensor(label_fraction_indices(y, cap / len(y), BUDGET_SEED))
+        out[f"x_{split}"], out[f"y_{split}"] = out[f"x_{split}"][idx], out[f"y_{split}"][idx]
+    return out
 
 
 def load_context(root: Path, params: Params) -> EvalContext:
@@ -158,7 +192,7 @@ def load_context(root: Path, params: Params) -> EvalContext:
         splits = load_raw_splits(root, ev.dataset, ev.task)
     else:
         splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
-    data = {f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}
+    data = apply_budget({f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}, ev)
     test_records = load_records(sdir, "test")[0].numpy() if meta.get("records") else None
     return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {},
                        score_classes=task_info(meta, ev.task).get("score_classes"), test_records=test_records)
@@ -271,6 +305,8 @@ def write_reports(
         "pretrain_method": pp.method,
         "encoder": params.model.encoder,
         "input": "raw" if ctx.data["x_train"].dim() == 3 else "spectrogram",
+        "budget": evaluation_budget(ev),
+        "n_windows": {s: int(len(ctx.data[f"y_{s}"])) for s in ("train", "val", "test")},
         "spectrogram": ctx.meta.get("stft"),
         "parquet_sha256": ctx.meta.get("parquet_sha256"),
         "machine": _machine(),
