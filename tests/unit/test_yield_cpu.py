@@ -21,6 +21,8 @@ def _sleeper(stop: threading.Event) -> None:
 
 def test_background_threads_and_server_child_are_reniced_training_threads_are_not():
     base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base + 5 > 19:  # e.g. the suite run under `nice -n 19`: no room to renice by 5, nothing to observe
+        pytest.skip(f"the test process already runs at nice {base}")
     stop = threading.Event()
     bg = threading.Thread(target=_sleeper, args=(stop,), name="EventsWorkerThread")
     worker = threading.Thread(target=_sleeper, args=(stop,), name="ThreadPoolExecutor-0_0")
