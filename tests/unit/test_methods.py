@@ -145,3 +145,23 @@ def test_comparison_reports_the_task_score_and_reads_it_at_10_and_100_percent(tm
     c.write_text(json.dumps(_report(0.9)))
     md2 = write_comparison(tmp_path / "out2", {"trls": c}, {}, {"trls": 1.0})["md"].read_text()
     assert "Challenge" not in md2
+
+
+def test_comparison_refuses_reports_with_different_evaluation_budgets(tmp_path: Path) -> None:
+    """A pool-capped report next to a whole-split one would compare different label sets."""
+    from trls_core.comparison import write_comparison
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({**_report(0.98), "budget": {"label_pool": 100}}))
+    b.write_text(json.dumps(_report(0.95)))  # no budget: whole splits
+    with pytest.raises(DataError, match="budget"):
+        write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {}, {})
+    b.write_text(json.dumps({**_report(0.95), "budget": {"label_pool": 100}}))
+    files = write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
+                             {"trls": 1.0, "trls_cnn": 1.0})
+    assert "evaluation budget: labels drawn from a fixed stratified pool of 100" in files["md"].read_text()
+    # an empty budget and none at all are the same protocol (reports written before the field existed)
+    a.write_text(json.dumps({**_report(0.98), "budget": {}}))
+    b.write_text(json.dumps(_report(0.95)))
+    write_comparison(tmp_path / "out2", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
+                     {"trls": 1.0, "trls_cnn": 1.0})
