@@ -168,8 +168,8 @@ def _budget_lines(report: Mapping[str, Any]) -> list[str]:
     if "val_windows" in budget:
         parts.append(f"C and early stopping chosen on a fixed stratified {n.get('val', budget['val_windows']):,} "
                      "validation windows")
-    return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole ({n.get('test', '?'):,} windows)"
-            if isinstance(n.get('test'), int) else f"- evaluation budget: {'; '.join(parts)}; test split scored whole"]
+    test = f" ({n['test']:,} windows)" if isinstance(n.get("test"), int) else ""
+    return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole{test}"]
 
 
 def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
