@@ -21,6 +21,7 @@ mean, std (ddof 1), min-max, and the untrained encoder's score; machine info.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -62,16 +63,24 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "min": round(min(values), 5), "max": round(max(values), 5), "values": [round(v, 5) for v in values]}
 
 
+@functools.lru_cache(maxsize=None)
+def _split(sdir: Path, split: str, task: str) -> Any:
+    """One split's tensors, read once per process (each config probes 10 encoders on the same splits)."""
+    from trls_core.data.tensors import load_split
+
+    return load_split(sdir, split, task)
+
+
 def _val_probe(encoder: Any, sdir: Path, device: str, seed: int) -> dict[str, float]:
     """Linear probe fitted on train (C on a train holdout), scored on validation, for both tasks."""
-    from trls_core.data.tensors import load_meta, load_split, task_info
+    from trls_core.data.tensors import load_meta, task_info
     from trls_core.evaluate import embed, linear_probe
 
     meta = load_meta(sdir)
     out: dict[str, float] = {}
     z: dict[str, Any] = {}
     for task in TASKS:
-        tr, va = load_split(sdir, "train", task), load_split(sdir, "val", task)
+        tr, va = _split(sdir, "train", task), _split(sdir, "val", task)
         if not z:
             z = {"train": embed(encoder, tr.x, 512, device), "val": embed(encoder, va.x, 512, device)}
         r = linear_probe(z["train"], tr.y, z["val"], va.y, task_info(meta, task)["classes"], seed=seed)
