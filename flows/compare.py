@@ -78,6 +78,7 @@ def comparison_task(
     wall_seconds: dict[str, float],
     track: bool = True,
     run_id: str | None = None,
+    compute_seconds: dict[str, float] | None = None,
 ) -> dict[str, str]:
     """Write ``reports/<dataset>/comparison.{md,csv}`` + plots (and log them to the compare run)."""
     from trls_core.comparison import write_comparison
@@ -86,7 +87,7 @@ def comparison_task(
 
     rdir = report_dir(Path(root), dataset)
     files = write_comparison(rdir, {m: Path(p) for m, p in metrics_files.items()},
-                             {m: get_method(m).description for m in metrics_files}, wall_seconds)
+                             {m: get_method(m).description for m in metrics_files}, wall_seconds, compute_seconds)
     if task_name != "binary":  # one naming rule with the evaluation reports (paths.report_file)
         files = {k: f.rename(report_file(rdir, f.name, task_name)) for k, f in files.items()}
     if track and run_id:
@@ -117,6 +118,7 @@ def compare_flow(
     the comparison files, each method's report folder and the MLflow parent
     run id.
     """
+    from trls_core.comparison import stored_compute_seconds
     from trls_core.config import read_raw_params, resolve_params
     from trls_core.methods import get_method, method_params
     from trls_core.paths import report_dir, report_file
@@ -137,6 +139,7 @@ def compare_flow(
     tags = {"stage": "compare", "dataset": ds, "profile": base.profile, **flow_run_tags()}
     metrics_files: dict[str, str] = {}
     walls: dict[str, float] = {}
+    compute: dict[str, float] = {}
     reports: dict[str, str] = {}
     with start_run(track, root_p, experiment_name(ds), "compare",
                    params={"methods": ",".join(names), "profile": base.profile, "task": task_name},
@@ -150,13 +153,16 @@ def compare_flow(
                            tags={"stage": "compare-method", "method": name}, parent_run_id=parent.run_id) as mrun:
                 sub = {"root": str(ws), "params_path": str(ws_params), "profile": base.profile, "track": track,
                        "parent_run_id": mrun.run_id}
-                pretrain_flow(**sub)
+                model_dirs = pretrain_flow(**sub)
                 reports[name] = finetune_flow(**sub, task=task_name)
             walls[name] = round(time.perf_counter() - t0, 1)
             metrics_files[name] = str(report_file(report_dir(ws, ds), "metrics.json", task_name))
-            logger.info("method %s done in %.0f s: %s", name, walls[name], reports[name])
-        files = comparison_task(str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id)
-    return {"files": files, "reports": reports, "wall_seconds": walls, "run_id": parent.run_id}
+            compute[name] = round(stored_compute_seconds([Path(d) for d in model_dirs], Path(metrics_files[name])), 1)
+            logger.info("method %s done in %.0f s (its results cost %.0f s of compute): %s", name, walls[name],
+                        compute[name], reports[name])
+        files = comparison_task(str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id, compute)
+    return {"files": files, "reports": reports, "wall_seconds": walls, "compute_seconds": compute,
+            "run_id": parent.run_id}
 
 
 if __name__ == "__main__":  # `python -m flows.compare`: the methods of params.yaml on an ephemeral API

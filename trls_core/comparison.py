@@ -172,8 +172,28 @@ def _budget_lines(report: Mapping[str, Any]) -> list[str]:
     return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole{test}"]
 
 
+def stored_compute_seconds(model_dirs: Sequence[Path], metrics_file: Path) -> float:
+    """Seconds a method's results cost when they were computed: pretraining epochs + evaluation units.
+
+    A rerun of the comparison reuses stored encoders and unit results, so
+    its wall time says nothing about what a method costs; the epoch times
+    kept in each ``encoder.json`` history and the ``unit_seconds`` of the
+    report do. A missing or unreadable file fails with its path.
+    """
+    total = 0.0
+    for d in model_dirs:
+        info = Path(d) / "encoder.json"
+        try:
+            history = json.loads(info.read_text()).get("history") or []
+            total += sum(float(rec.get("seconds", 0.0)) for rec in history)
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            raise DataError(f"{info}: cannot read the pretraining history ({exc})") from exc
+    return total + float(read_report(Path(metrics_file)).get("unit_seconds") or 0.0)
+
+
 def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
-                    descriptions: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
+                    descriptions: Mapping[str, str], wall_seconds: Mapping[str, float],
+                    compute_seconds: Mapping[str, float] | None = None) -> str:
     first = next(iter(reports.values()))
     machine = first.get("machine") or {}
     lines = [
@@ -190,6 +210,11 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         "- wall time per method (pretraining + evaluation): "
         + ", ".join(f"{m} {s:.0f} s" for m, s in wall_seconds.items())
         + f"; total {sum(wall_seconds.values()) / 60:.1f} min",
+        *([] if not compute_seconds else [
+            "- compute per method when its results were made (pretraining epochs + evaluation units; "
+            "differs from the wall time where this run reused stored results): "
+            + ", ".join(f"{m} {s:,.0f} s" for m, s in compute_seconds.items())
+            + f"; total {sum(compute_seconds.values()) / 60:.1f} min"]),
         "- scores on the test split, mean ± std over seeds (percent); hyper-parameters chosen on validation only",
         "",
     ]
@@ -277,6 +302,7 @@ def write_comparison(
     metrics_files: Mapping[str, Path],
     descriptions: Mapping[str, str],
     wall_seconds: Mapping[str, float],
+    compute_seconds: Mapping[str, float] | None = None,
 ) -> dict[str, Path]:
     """Write the comparison files into ``out_dir``; returns them by kind.
 
@@ -299,7 +325,7 @@ def write_comparison(
     files = {"md": out_dir / "comparison.md", "csv": out_dir / "comparison.csv",
              "bars": out_dir / "comparison_probe.png", "fractions": out_dir / "comparison_fractions.png"}
     write_text(files["csv"], render_csv(rows))
-    write_text(files["md"], render_markdown(rows, reports, descriptions, wall_seconds))
+    write_text(files["md"], render_markdown(rows, reports, descriptions, wall_seconds, compute_seconds))
     plot_probe_bars(rows, files["bars"])
     plot_fraction_curves(reports, files["fractions"])
     # each method's t-SNE next to the comparison, so one folder (and one MLflow run) holds them all

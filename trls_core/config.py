@@ -378,6 +378,10 @@ class PretrainParams(_Strict):
     dataset: str = "epilepsy"
     method: Literal["byol", "simclr", "ts_tcc", "ts2vec", "none"] = "byol"
     temperature: float = Field(0.2, gt=0)  # NT-Xent temperature (simclr, ts_tcc)
+    # ts2vec only: each batch first takes one random sub-window of this many samples (TS2Vec's
+    # ``max_train_length``). Its temporal contrast costs O(crop length^2) per window: long windows
+    # (CinC's 1,500 samples) need a bound to fit a CPU box. None = the whole window.
+    max_train_length: int | None = Field(None, ge=2)
     seeds: list[int] = Field(default_factory=lambda: [0])
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(128, gt=1)

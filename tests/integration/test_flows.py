@@ -294,6 +294,9 @@ def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny
     assert "protocol: **random**" in md and "trls_cnn" in md
     assert "## Spread over pretraining runs" in md and "| trls | 2 | 50 % |" in md
     assert "`trls` is at or above every other method's mean" in md
+    # what each method's results cost (stored epoch + unit times), stated next to this run's wall time
+    assert set(out["compute_seconds"]) == {"trls", "trls_cnn", "ts2vec"}
+    assert all(s > 0 for s in out["compute_seconds"].values()) and "- compute per method when" in md
     assert Path(out["files"]["bars"]).stat().st_size > 0 and Path(out["files"]["fractions"]).is_file()
     if TRACK:
         runs = _runs(mlflow_uri)

@@ -107,6 +107,33 @@ def test_fingerprint_hashes_only_what_the_method_reads():
     assert fingerprint(resolve_params(raw2), 0, meta) != fingerprint(r1, 0, meta)
 
 
+def test_max_train_length_reaches_ts2vec_and_only_its_fingerprint():
+    """CinC's crop bound must shape TS2Vec's crops, and must not invalidate stored runs of other methods."""
+    meta = {"parquet_sha256": "x", "stft": {}}
+    for name in ("trls", "ts_tcc"):
+        raw = method_params(_raw(), METHODS[name])
+        fp = fingerprint(resolve_params(raw), 0, meta)
+        raw["pretrain"]["max_train_length"] = 64
+        assert fingerprint(resolve_params(raw), 0, meta) == fp, name
+    raw = method_params(_raw(), METHODS["ts2vec"])
+    unset = resolve_params(raw)
+    fp = fingerprint(unset, 0, meta)
+    raw["pretrain"]["max_train_length"] = 64
+    bound = resolve_params(raw)
+    assert fingerprint(bound, 0, meta) != fp
+    raw["pretrain"]["max_train_length"] = None  # null is the same run as absent
+    assert fingerprint(resolve_params(raw), 0, meta) == fp
+    enc = build_encoder_from_params(bound, in_channels=1)
+    model = build_ssl(bound, enc, enc.out_dim)
+    assert isinstance(model, TS2Vec) and model.max_train_length == 64
+    torch.manual_seed(0)
+    v1, v2, crop = model.crop_views(torch.randn(4, 1, 300))
+    assert crop.len1 <= 64 and crop.len2 <= 64 and crop.crop_l <= 64
+    raw["pretrain"]["max_train_length"] = 1
+    with pytest.raises(ConfigError, match="max_train_length"):
+        resolve_params(raw)
+
+
 def test_raw_encoders_registered_with_their_input_kind():
     for name, kind in (("timeconv", "raw"), ("tstcc", "raw"), ("ts2vec", "raw"), ("tfrnn", "spectrogram")):
         assert encoder_input(name) == kind

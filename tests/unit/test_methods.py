@@ -165,3 +165,29 @@ def test_comparison_refuses_reports_with_different_evaluation_budgets(tmp_path: 
     b.write_text(json.dumps(_report(0.95)))
     write_comparison(tmp_path / "out2", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
                      {"trls": 1.0, "trls_cnn": 1.0})
+
+
+def test_compute_seconds_come_from_the_stored_results_not_from_this_run(tmp_path: Path) -> None:
+    """A rerun reuses encoders and units; the comparison must still state what the results cost."""
+    from trls_core.comparison import stored_compute_seconds, write_comparison
+
+    dirs = []
+    for seed, secs in ((0, [10.0, 12.5]), (1, [11.0])):
+        d = tmp_path / f"tfrnn_seed{seed}"
+        d.mkdir()
+        (d / "encoder.json").write_text(json.dumps({"history": [{"epoch": i, "seconds": s} for i, s in enumerate(secs)]}))
+        dirs.append(d)
+    none_dir = tmp_path / "supervised"  # method "none": an untrained encoder, empty history
+    none_dir.mkdir()
+    (none_dir / "encoder.json").write_text(json.dumps({"history": []}))
+    rep = tmp_path / "metrics.json"
+    rep.write_text(json.dumps({**_report(0.98), "unit_seconds": 40.25}))
+    assert stored_compute_seconds(dirs, rep) == pytest.approx(10.0 + 12.5 + 11.0 + 40.25)
+    assert stored_compute_seconds([none_dir], rep) == pytest.approx(40.25)
+    files = write_comparison(tmp_path / "out", {"trls": rep}, {"trls": "t"}, {"trls": 3.0}, {"trls": 73.75})
+    md = files["md"].read_text()
+    assert "wall time per method (pretraining + evaluation): trls 3 s" in md
+    assert "reused stored results): trls 74 s; total 1.2 min" in md
+    (dirs[1] / "encoder.json").write_text("{not json")
+    with pytest.raises(DataError, match="tfrnn_seed1/encoder.json"):
+        stored_compute_seconds(dirs, rep)

@@ -69,7 +69,7 @@ def build_ssl(params: Params, encoder: nn.Module, rep_dim: int) -> nn.Module | N
     if pp.method == "ts2vec":
         from trls_core.ssl.ts2vec import TS2Vec
 
-        return TS2Vec(encoder)
+        return TS2Vec(encoder, max_train_length=pp.max_train_length)
     return None
 
 

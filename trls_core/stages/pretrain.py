@@ -50,7 +50,10 @@ def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
 
     method = params.pretrain.method
     pre = ({"method": method, "dataset": params.pretrain.dataset} if method == "none"
-           else params.pretrain.model_dump(exclude={"seeds", "device", "threads"}))
+           else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length"}))
+    if method == "ts2vec" and params.pretrain.max_train_length is not None:
+        # only the method that reads it, and only when set: stored runs of every method stay current
+        pre["max_train_length"] = params.pretrain.max_train_length
     blob = {
         "encoder": {"name": params.model.encoder, "kwargs": params.model.encoder_kwargs()},
         "heads": params.model.heads.model_dump() if method in ("byol", "simclr", "ts_tcc") else None,
