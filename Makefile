@@ -53,6 +53,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/bench_spectrogram.py
 	$(BIN)/python bench/bench_encoder.py
+	$(BIN)/python bench/bench_ts2vec_crop.py
 
 # Prefect + MLflow overhead vs bare calls, full small-profile run each (~20 min on 2 cores)
 bench-orchestration: setup
