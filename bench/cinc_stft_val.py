@@ -33,18 +33,19 @@ SETTINGS = [(64, 32), (32, 16), (64, 16), (128, 16), (128, 32), (128, 64)]
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-def _probe(z_tr, y_tr, z_va, y_va) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    import numpy as np
+def _probe(z_tr, y_tr, z_va, y_va, classes, score_classes) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import StandardScaler
+
+    from trls_core.metrics import subset_f1
 
     sc = StandardScaler().fit(z_tr)
     a, b = sc.transform(z_tr), sc.transform(z_va)
     best: dict[str, Any] = {"challenge_f1": -1.0}
     for c in C_GRID:
         pred = LogisticRegression(C=c, max_iter=300).fit(a, y_tr).predict(b)
-        ch = float(np.mean(f1_score(y_va, pred, labels=[0, 1, 2], average=None)))
+        ch = subset_f1(y_va, pred, classes, score_classes)  # the challenge score, as the evaluation computes it
         if ch > best["challenge_f1"]:
             best = {"C": c, "challenge_f1": round(ch, 4), "macro_f1": round(float(f1_score(y_va, pred, average="macro")), 4)}
     return best
@@ -68,7 +69,12 @@ def main() -> None:
     from trls_core.spectrogram import apply_normaliser, fit_normaliser, stft_logmag
     from trls_core.stages.evaluate import BUDGET_SEED
 
+    from trls_core.data.tensors import load_meta, task_info
+    from trls_core.paths import spectrogram_dir
+
     params = load_params(Path(a.params))
+    task = task_info(load_meta(spectrogram_dir(Path("."), "cinc2017")), "af")
+    names = (task["classes"], task["score_classes"])
     budget = params.compare.datasets["cinc2017"]["evaluate"]
     df, _ = read_windows(Path(a.parquet), columns=["split", "label"])
     split, y = df["split"].to_numpy().astype(str), df["label"].to_numpy()
@@ -87,12 +93,12 @@ def main() -> None:
         spec = {sp: apply_normaliser(s, "train_per_freq", stats) for sp, s in spec.items()}
         row: dict[str, Any] = {"n_fft": n_fft, "hop": hop, "shape": list(spec["train"].shape[1:])}
         flat = {sp: s.reshape(len(s), -1).numpy() for sp, s in spec.items()}
-        row["pixels"] = _probe(flat["train"], y[picks["train"]], flat["val"], y[picks["val"]])
+        row["pixels"] = _probe(flat["train"], y[picks["train"]], flat["val"], y[picks["val"]], *names)
         torch.manual_seed(0)
         enc = build_encoder("tfrnn", in_channels=1, **params.model.encoder_kwargs()).eval()
         with torch.no_grad():
             z = {sp: torch.cat([enc(s[i:i + 512]) for i in range(0, len(s), 512)]).numpy() for sp, s in spec.items()}
-        row["untrained"] = _probe(z["train"], y[picks["train"]], z["val"], y[picks["val"]])
+        row["untrained"] = _probe(z["train"], y[picks["train"]], z["val"], y[picks["val"]], *names)
         row["seconds"] = round(time.time() - t0, 1)
         print(json.dumps(row), flush=True)
         results.append(row)
