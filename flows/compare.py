@@ -166,7 +166,8 @@ def compare_flow(
 
 
 if __name__ == "__main__":  # `python -m flows.compare`: the methods of params.yaml on an ephemeral API
-    from trls_core.runtime import tune_malloc
+    from trls_core.runtime import exit_on_sigterm, tune_malloc
 
     tune_malloc()
+    exit_on_sigterm()
     compare_flow()

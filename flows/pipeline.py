@@ -204,7 +204,8 @@ def pipeline_flow(
 
 
 if __name__ == "__main__":  # `python -m flows.pipeline`: one run on an ephemeral Prefect API
-    from trls_core.runtime import tune_malloc
+    from trls_core.runtime import exit_on_sigterm, tune_malloc
 
     tune_malloc()
+    exit_on_sigterm()
     pipeline_flow()

@@ -195,7 +195,9 @@ def compare(
 
 
 def main() -> None:  # pragma: no cover - console entry
-    from trls_core.runtime import tune_malloc
+    from trls_core.runtime import exit_on_sigterm, quiet_defaults, tune_malloc
 
+    quiet_defaults()  # telemetry off unless the user set it (before prefect/mlflow are imported)
     tune_malloc()  # training processes reuse freed activation memory (trls_core/runtime.py)
+    exit_on_sigterm()  # a stopped run unwinds: Prefect's API server and MLflow runs are shut down
     sys.exit(app())

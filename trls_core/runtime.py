@@ -59,3 +59,55 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 512 << 20)
         return {}
     _DONE.update(mmap_threshold=int(mmap_threshold), trim_threshold=int(trim_threshold))
     return dict(_DONE)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> bool:
+    """Make SIGTERM a normal exit (``SystemExit(143)``) for this process; True when installed.
+
+    Why: with the default handler SIGTERM ends the process at once, so
+    ``finally`` blocks and ``atexit`` never run. Prefect's flow engine
+    catches SIGTERM, marks the run Crashed, then re-sends it to the handler
+    it found; with the default one that skipped the shutdown of the
+    ephemeral Prefect API server, a child process left running after a
+    stopped ``trls compare`` (measured). Raising ``SystemExit`` instead lets
+    the interpreter unwind: temp files are removed, MLflow runs end, the
+    server is stopped. Only replaces the default handler, only in the main
+    thread (signals are set there); a handler someone else set is kept.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return signal.getsignal(signal.SIGTERM) is _raise_exit
+    signal.signal(signal.SIGTERM, _raise_exit)
+    return True
+
+
+# STACK.md: telemetry off and a start-up limit that a loaded 2-core machine meets
+QUIET_DEFAULTS: dict[str, str] = {
+    "DO_NOT_TRACK": "true",  # prefect and mlflow (mlflow ignores "1")
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def quiet_defaults() -> dict[str, str]:
+    """Set ``QUIET_DEFAULTS`` where the environment has no value; returns what was set.
+
+    Why: the Makefile exports these, but a user who runs ``.venv/bin/trls``
+    directly on a hospital machine without internet otherwise gets
+    "Failed to send telemetry" errors from the ephemeral Prefect server and
+    a 20-s start-up limit it can miss under load. A value the user set wins.
+    Must run before prefect or mlflow is imported (they read it then).
+    """
+    set_now = {k: v for k, v in QUIET_DEFAULTS.items() if k not in os.environ}
+    os.environ.update(set_now)
+    return set_now

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -355,3 +360,55 @@ def test_pretrain_flow_on_a_training_subset(tiny_project: Path, tiny_params: Pat
     bad = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False,
                         subset_fraction=1.5, return_state=True)
     assert bad.is_failed() and "subset_fraction" in bad.message
+
+
+_STOPPABLE_FLOW = '''
+import sys, time
+from pathlib import Path
+from prefect import flow, task
+from prefect.futures import wait
+from flows.runners import InlineTaskRunner
+
+log = Path(sys.argv[1])
+
+@task
+def unit(i: int) -> int:
+    with log.open("a") as f:
+        f.write(f"{i}\\n")
+    time.sleep(1.0)
+    return i
+
+@flow(task_runner=InlineTaskRunner())
+def units() -> None:
+    wait(unit.map(range(30)))
+
+units()
+'''
+
+
+def test_sigterm_stops_a_flow_of_inline_units(tmp_path: Path, prefect_api: None) -> None:
+    """A stopped comparison stops: SIGTERM during a unit ends the flow, not just that unit."""
+    from prefect.settings import PREFECT_API_URL
+
+    script, log = tmp_path / "stoppable.py", tmp_path / "units.log"
+    script.write_text(_STOPPABLE_FLOW)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, str(script), str(log)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not (log.exists() and len(log.read_text().split()) >= 2):
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the flow started no unit within 90 s"
+            time.sleep(0.1)
+        started_at_stop = len(log.read_text().split())
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)  # the 30 units would take ~28 s more if the stop were swallowed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = proc.stdout.read().decode()  # type: ignore[union-attr]
+    assert rc != 0, out[-2000:]
+    assert len(log.read_text().split()) <= started_at_stop + 1, out[-2000:]
