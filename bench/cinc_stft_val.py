@@ -51,6 +51,43 @@ def _probe(z_tr, y_tr, z_va, y_va, classes, score_classes) -> dict[str, Any]:  #
     return best
 
 
+def budget_windows(parquet: Path, params: Any, extra_val: bool = False):  # type: ignore[no-untyped-def]
+    """The comparison's CinC evaluation budget: (class names, labels, picks, raw signals per pick).
+
+    ``picks["train"]``: the stratified label pool; ``picks["val"]``: the
+    validation windows that choose C and the early-stopping epoch, drawn as
+    ``trls_core.stages.evaluate`` draws them (``BUDGET_SEED``). With
+    ``extra_val``, ``picks["val_rest"]`` holds every other validation window:
+    a held-out set for judging a selection rule without reading the test split.
+    """
+    import numpy as np
+    import torch
+
+    from trls_core.data.parquet import read_windows, signals_array
+    from trls_core.data.tensors import load_meta, task_info
+    from trls_core.data.windows import label_fraction_indices
+    from trls_core.paths import spectrogram_dir
+    from trls_core.stages.evaluate import BUDGET_SEED
+
+    task = task_info(load_meta(spectrogram_dir(Path("."), "cinc2017")), "af")
+    names = (task["classes"], task["score_classes"])
+    budget = params.compare.datasets["cinc2017"]["evaluate"]
+    df, _ = read_windows(parquet, columns=["split", "label"])
+    split, y = df["split"].to_numpy().astype(str), df["label"].to_numpy()
+    picks = {}
+    for sp, cap in (("train", budget["label_pool"]), ("val", budget["val_windows"])):
+        idx = np.flatnonzero(split == sp)
+        picks[sp] = idx[label_fraction_indices(y[idx], cap / len(idx), BUDGET_SEED)]
+    if extra_val:
+        picks["val_rest"] = np.setdiff1d(np.flatnonzero(split == "val"), picks["val"])
+    sig = {}
+    for name, idx in picks.items():
+        sp = "val" if name.startswith("val") else name
+        rows = np.searchsorted(np.flatnonzero(split == sp), idx)
+        sig[name] = torch.from_numpy(np.ascontiguousarray(signals_array(parquet, split=sp)[rows]))
+    return names, y, picks, sig
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parquet", default="data/parquet/cinc2017/windows.parquet")
@@ -59,31 +96,14 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", help="n_fft/hop pairs, e.g. 64/32 128/16")
     a = ap.parse_args()
 
-    import numpy as np
     import torch
 
     from trls_core.config import load_params
-    from trls_core.data.parquet import read_windows, signals_array
-    from trls_core.data.windows import label_fraction_indices
     from trls_core.models import build_encoder
     from trls_core.spectrogram import apply_normaliser, fit_normaliser, stft_logmag
-    from trls_core.stages.evaluate import BUDGET_SEED
-
-    from trls_core.data.tensors import load_meta, task_info
-    from trls_core.paths import spectrogram_dir
 
     params = load_params(Path(a.params))
-    task = task_info(load_meta(spectrogram_dir(Path("."), "cinc2017")), "af")
-    names = (task["classes"], task["score_classes"])
-    budget = params.compare.datasets["cinc2017"]["evaluate"]
-    df, _ = read_windows(Path(a.parquet), columns=["split", "label"])
-    split, y = df["split"].to_numpy().astype(str), df["label"].to_numpy()
-    picks = {}
-    for sp, cap in (("train", budget["label_pool"]), ("val", budget["val_windows"])):
-        idx = np.flatnonzero(split == sp)
-        picks[sp] = idx[label_fraction_indices(y[idx], cap / len(idx), BUDGET_SEED)]
-    sig = {sp: torch.from_numpy(np.ascontiguousarray(signals_array(Path(a.parquet), split=sp)[
-        np.searchsorted(np.flatnonzero(split == sp), picks[sp])])) for sp in picks}
+    names, y, picks, sig = budget_windows(Path(a.parquet), params)
     settings = [tuple(int(v) for v in s.split("/")) for s in a.settings] if a.settings else SETTINGS
     results = []
     for n_fft, hop in settings:

@@ -166,7 +166,8 @@ def _budget_lines(report: Mapping[str, Any]) -> list[str]:
         parts.append(f"labels drawn from a fixed stratified pool of {n.get('train', budget['label_pool']):,} "
                      "training windows (label fractions are fractions of this pool)")
     if "val_windows" in budget:
-        parts.append(f"C and early stopping chosen on a fixed stratified {n.get('val', budget['val_windows']):,} "
+        rule = f" by {report['selected_by']}" if report.get("selected_by") else ""
+        parts.append(f"C and early stopping chosen{rule} on a fixed stratified {n.get('val', budget['val_windows']):,} "
                      "validation windows")
     test = f" ({n['test']:,} windows)" if isinstance(n.get("test"), int) else ""
     return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole{test}"]

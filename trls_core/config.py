@@ -427,6 +427,10 @@ class EvaluateParams(_Strict):
     # The test split is always scored whole.
     label_pool: int | None = Field(None, gt=1)
     val_windows: int | None = Field(None, gt=1)
+    # what picks the probe's C and the fine-tuning epoch on validation: the task's own score (its
+    # `score_classes` in the spectrogram meta, e.g. CinC 2017's F1 over N, A, O; macro-F1 where a task
+    # has none, as Bonn's) or macro-F1 over all classes (bench/results/cinc_select_val.json)
+    select_by: Literal["task_score", "macro_f1"] = "task_score"
 
     @field_validator("fractions")
     @classmethod

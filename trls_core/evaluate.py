@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from trls_core.errors import DataError
-from trls_core.metrics import classification_metrics
+from trls_core.metrics import classification_metrics, selection_score
 
 #: Fractions of the labelled training set of DESIGN.md §1.5.
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0)
@@ -157,11 +157,13 @@ def linear_probe(
     y_val: np.ndarray | torch.Tensor | None = None,
     max_iter: int = 2000,
     blas_threads: int | None = 1,
+    select_classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Standardise + multinomial logistic regression on frozen features.
 
-    C is chosen by validation macro-F1 on ``(z_val, y_val)`` (ties -> the
-    smaller C); the model fitted on the whole training set with that C is
+    C is chosen by the validation score on ``(z_val, y_val)`` (ties -> the
+    smaller C): macro-F1, or the mean F1 over ``select_classes`` when given
+    (the task's own score, :func:`trls_core.metrics.selection_score`); the model fitted on the whole training set with that C is
     the one scored. Without a validation split a stratified 20 % of the
     *training* set is held out for the choice and the chosen C is then
     refitted on the whole training set (the grid value closest to 1 is used
@@ -178,7 +180,7 @@ def linear_probe(
     other and other processes); raise it on a dedicated many-core machine.
 
     Returns the metrics of :func:`classification_metrics` on the eval split
-    plus ``C``, ``c_scores`` (validation macro-F1 per C, keys ``str(C)``),
+    plus ``C``, ``c_scores`` (validation selection score per C, keys ``str(C)``),
     ``n_iter``, ``n_features``, ``n_train``, ``fit_seconds`` and ``y_pred``
     (numpy; strip it before JSON).
     """
@@ -210,7 +212,8 @@ def linear_probe(
     t0 = time.perf_counter()
     with threadpool_limits(limits=blas_threads):
         clf, scaler, best_c, c_scores = _select_and_fit(
-            z_train, y_train, z_val, y_val, class_names, seed, [float(c) for c in c_grid], max_iter
+            z_train, y_train, z_val, y_val, class_names, seed, [float(c) for c in c_grid], max_iter,
+            select_classes,
         )
         y_pred = clf.predict(scaler.transform(z_eval)).astype(np.int64)
     out = classification_metrics(y_eval, y_pred, class_names)
@@ -228,15 +231,16 @@ def linear_probe(
     return out
 
 
-def _select_and_fit(z_train, y_train, z_val, y_val, class_names, seed, grid, max_iter):  # type: ignore[no-untyped-def]
-    """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection macro-F1})."""
+def _select_and_fit(z_train, y_train, z_val, y_val, class_names, seed, grid, max_iter,  # type: ignore[no-untyped-def]
+                    select_classes=None):
+    """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection score})."""
     from sklearn.preprocessing import StandardScaler
 
     def best_on(a, ya, b, yb):  # type: ignore[no-untyped-def]
         scores: dict[str, float] = {}
         best = (-1.0, None, None)
         for c, clf in _logreg_path(a, ya, grid, seed, max_iter):
-            scores[str(c)] = classification_metrics(yb, clf.predict(b), class_names)["macro_f1"]
+            scores[str(c)] = selection_score(yb, clf.predict(b), class_names, select_classes)
             if scores[str(c)] > best[0]:  # strict: ties keep the smaller C
                 best = (scores[str(c)], c, clf)
         return best[1], best[2], scores
@@ -308,6 +312,7 @@ def _init_head_from_probe(
     grid: Sequence[float],
     batch_size: int,
     device: str | torch.device,
+    select_classes: Sequence[str] | None = None,
 ) -> None:
     """Set ``model.head`` to the validation-tuned logistic regression on frozen features."""
     from threadpoolctl import threadpool_limits
@@ -316,7 +321,7 @@ def _init_head_from_probe(
     z_va = embed(model.encoder, x_val, batch_size=batch_size, device=device)
     with threadpool_limits(limits=1):
         clf, scaler, _, _ = _select_and_fit(z_tr, y_train, z_va, y_val, class_names, seed,
-                                            [float(c) for c in grid], 2000)
+                                            [float(c) for c in grid], 2000, select_classes)
     coef = clf.coef_ / scaler.scale_[None, :]
     bias = clf.intercept_ - (clf.coef_ * (scaler.mean_ / scaler.scale_)[None, :]).sum(axis=1)
     classes = np.asarray(clf.classes_)
@@ -359,6 +364,7 @@ def finetune(
     max_steps_per_epoch: int | None = None,
     head_init: str = "linear_probe",
     probe_c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+    select_classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a *copy* of ``encoder`` plus a linear head; report the best-validation epoch on test.
 
@@ -383,8 +389,9 @@ def finetune(
       steps and, on a CPU step budget, never catches up with the probe.
       ``"random"`` is the plain alternative.
     - After every epoch the model is scored on the validation split; the
-      state with the best validation macro-F1 (ties -> earlier epoch) is
-      kept and, at the end, evaluated once on the test split. ``patience``
+      state with the best validation score (macro-F1, or the mean F1 over
+      ``select_classes``: the same rule that picks the probe's C; ties ->
+      earlier epoch) is kept and, at the end, evaluated once on the test split. ``patience``
       stops after that many epochs without improvement (``None`` = never).
     - ``augment`` (an ``nn.Module`` on (B, C, F, T) batches, e.g. a kornia
       pipeline) is applied to training batches only.
@@ -392,10 +399,11 @@ def finetune(
       ``seed`` inside a forked RNG, so the caller's global RNG is untouched.
 
     Returns the test metrics (:func:`classification_metrics`) plus
-    ``best_epoch`` (1-based), ``best_val_macro_f1``, ``val`` (validation
+    ``best_epoch`` (1-based), ``best_val_score`` (the selection score),
+    ``best_val_macro_f1``, ``val`` (validation
     metrics of the kept state, without per-class detail), ``n_train``,
     ``history`` (one dict per epoch: epoch, train_loss, val_accuracy,
-    val_macro_f1, lr, encoder_lr, seconds), ``y_pred`` (numpy) and, if
+    val_macro_f1, val_score, lr, encoder_lr, seconds), ``y_pred`` (numpy) and, if
     ``return_model``, ``model`` (the kept encoder+head on the CPU).
     """
     if epochs < 1:
@@ -426,7 +434,7 @@ def finetune(
         model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
         if head_init == "linear_probe":
             _init_head_from_probe(model, x_train, ytr, x_val, yva, n_classes, class_names, seed,
-                                  probe_c_grid, eval_batch_size, device)
+                                  probe_c_grid, eval_batch_size, device, select_classes)
         elif head_init != "random":
             raise DataError(f"finetune: head_init must be 'linear_probe' or 'random', got {head_init!r}")
         if augment is not None:
@@ -455,8 +463,9 @@ def finetune(
         best_f1, best_epoch, best_state, best_val = -1.0, 0, None, None
         since_best = 0
         if head_init == "linear_probe":  # the LP starting point competes as epoch 0
-            vm0 = classification_metrics(yva, _predict(model, x_val, eval_batch_size, device), class_names)
-            best_f1, best_epoch = vm0["macro_f1"], 0
+            pred0 = _predict(model, x_val, eval_batch_size, device)
+            vm0 = classification_metrics(yva, pred0, class_names)
+            best_f1, best_epoch = selection_score(yva, pred0, class_names, select_classes), 0
             best_val = {k: v for k, v in vm0.items() if k != "per_class"}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         epoch_iter = range(1, epochs + 1)
@@ -486,11 +495,13 @@ def finetune(
                 count += len(idx)
             val_pred = _predict(model, x_val, eval_batch_size, device)
             vm = classification_metrics(yva, val_pred, class_names)
+            score = selection_score(yva, val_pred, class_names, select_classes)
             rec = {
                 "epoch": epoch,
                 "train_loss": total / max(count, 1),
                 "val_accuracy": vm["accuracy"],
                 "val_macro_f1": vm["macro_f1"],
+                "val_score": score,
                 "lr": float(lr),
                 "encoder_lr": enc_lr,
                 "seconds": time.perf_counter() - t0,
@@ -498,8 +509,8 @@ def finetune(
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(dict(rec))
-            if vm["macro_f1"] > best_f1:
-                best_f1, best_epoch, since_best = vm["macro_f1"], epoch, 0
+            if score > best_f1:
+                best_f1, best_epoch, since_best = score, epoch, 0
                 best_val = {k: v for k, v in vm.items() if k != "per_class"}
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
@@ -515,7 +526,8 @@ def finetune(
     out.update(
         {
             "best_epoch": best_epoch,
-            "best_val_macro_f1": best_f1,
+            "best_val_score": best_f1,
+            "best_val_macro_f1": best_val["macro_f1"] if best_val else best_f1,
             "val": best_val,
             "n_train": n,
             "epochs_run": len(history),

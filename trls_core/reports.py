@@ -106,6 +106,8 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         n = results.get("n_windows") or {}
         lines.append(f"- **evaluation budget**: {results['budget']}: train (labelled pool) {n.get('train')}, "
                      f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool")
+    if results.get("selected_by"):
+        lines.append(f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']}")
     lines.append("- scores in percent, mean ± sample std (ddof = 1) over seeds")
     lines.append("")
 

@@ -80,3 +80,29 @@ def test_fingerprint_changes_with_the_budget_and_not_without_it() -> None:
     assert fp(EvaluateParams(label_pool=None, val_windows=None)) == base
     assert fp(EvaluateParams(label_pool=200)) != base
     assert fp(EvaluateParams(val_windows=100)) != fp(EvaluateParams(label_pool=100))
+
+
+def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_has_score_classes() -> None:
+    """Bonn results (no score classes) stay current; CinC's change when the selection rule changes."""
+    from trls_core.protocol import Unit
+    from trls_core.stages.evaluate import EvalContext, selection_rule
+
+    def ctx(ev: EvaluateParams, score_classes: list[str] | None) -> EvalContext:
+        params = SimpleNamespace(evaluate=ev, pretrain=SimpleNamespace(seeds=[0]), model=None)
+        return EvalContext(None, params, {}, ["N", "A", "O", "~"], {}, "cpu", {},  # type: ignore[arg-type]
+                           score_classes=score_classes)
+
+    def fp(ev: EvaluateParams, sc: list[str] | None) -> str:
+        return ctx(ev, sc).fingerprint(Unit("spectrogram_linear", 0))
+
+    task, macro = EvaluateParams(select_by="task_score"), EvaluateParams(select_by="macro_f1")
+    assert fp(task, None) == fp(macro, None) == fp(EvaluateParams(), None)  # no score classes: one rule
+    assert fp(task, ["N", "A", "O"]) != fp(macro, ["N", "A", "O"])
+    assert fp(macro, ["N", "A", "O"]) == fp(macro, None)  # macro-F1 ignores the score classes
+    assert ctx(task, ["N", "A", "O"]).select_classes == ["N", "A", "O"]
+    assert ctx(macro, ["N", "A", "O"]).select_classes is None
+    assert selection_rule(["N", "A", "O"]) == "mean F1 of N, A, O" and selection_rule(None) == "macro-F1"
+    line = _budget_lines({"budget": {"val_windows": 100}, "n_windows": {"val": 100}, "selected_by": "mean F1 of N, A, O"})
+    assert "chosen by mean F1 of N, A, O on" in line[0]
+    with pytest.raises(ValueError, match="select_by"):
+        EvaluateParams(select_by="accuracy")  # type: ignore[arg-type]

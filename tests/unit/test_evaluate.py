@@ -96,17 +96,22 @@ def test_linear_probe_selects_c_on_validation_not_test(monkeypatch: pytest.Monke
     xv, yv = _data(24, shift=0.6, seed=1)
     xt, yt = _data(20, shift=0.6, seed=2)
     f = lambda a: a.reshape(len(a), -1).numpy()  # noqa: E731
-    seen: list[int] = []
-    real = ev.classification_metrics
+    seen: list[tuple[str, int]] = []
+    real, real_sel = ev.classification_metrics, ev.selection_score
 
     def spy(y_true, y_pred, names):  # type: ignore[no-untyped-def]
-        seen.append(len(y_true))
+        seen.append(("final", len(y_true)))
         return real(y_true, y_pred, names)
 
+    def spy_sel(y_true, y_pred, names, select=None):  # type: ignore[no-untyped-def]
+        seen.append(("select", len(y_true)))
+        return real_sel(y_true, y_pred, names, select)
+
     monkeypatch.setattr(ev, "classification_metrics", spy)
+    monkeypatch.setattr(ev, "selection_score", spy_sel)
     a = linear_probe(f(x), y, f(xt), yt, ["a", "b"], z_val=f(xv), y_val=yv, c_grid=(0.001, 0.1, 10.0))
     # three selection scores on the 24 validation labels, then one final score on the 20 test labels
-    assert seen == [24, 24, 24, 20]
+    assert seen == [("select", 24)] * 3 + [("final", 20)]
     # behaviour: scrambling the test labels cannot change the chosen C
     b = linear_probe(f(x), y, f(xt), 1 - yt, ["a", "b"], z_val=f(xv), y_val=yv, c_grid=(0.001, 0.1, 10.0))
     assert a["C"] == b["C"] and a["c_scores"] == b["c_scores"]
@@ -117,8 +122,9 @@ def test_linear_probe_without_val_holds_out_train_not_test(monkeypatch: pytest.M
     x, y = _data(50)
     xt, yt = _data(17, seed=2)
     seen: list[int] = []
-    real = ev.classification_metrics
+    real, real_sel = ev.classification_metrics, ev.selection_score
     monkeypatch.setattr(ev, "classification_metrics", lambda t, p, n: (seen.append(len(t)), real(t, p, n))[1])
+    monkeypatch.setattr(ev, "selection_score", lambda t, p, n, s=None: (seen.append(len(t)), real_sel(t, p, n, s))[1])
     f = lambda a: a.reshape(len(a), -1).numpy()  # noqa: E731
     linear_probe(f(x), y, f(xt), yt, ["a", "b"], c_grid=(0.1, 1.0))
     assert seen == [10, 10, 17]  # 20 % of each class of the training set, then the test split once
@@ -260,3 +266,43 @@ def test_run_protocol_requires_fraction_indices_and_data_keys() -> None:
     data = {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "x_test": x, "y_test": y}
     with pytest.raises(DataError, match="fraction_indices"):
         run_protocol(_encoder, data, ["a", "b"], fractions=[0.5], seeds=[0])
+
+
+def _three_class(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Classes a, b well apart, and a rare class c that overlaps them (like CinC's noise class)."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0, 1] * (n // 2) + [2] * (n // 10))
+    centres = np.array([[1.5, 0.0], [-1.5, 0.0], [0.0, 0.3]])
+    return centres[y] + rng.normal(size=(len(y), 2)), y
+
+
+def test_linear_probe_selects_c_by_the_given_classes_f1() -> None:
+    """c_scores are the mean F1 over select_classes of each C's fit on validation (macro-F1 without)."""
+    from sklearn.preprocessing import StandardScaler
+
+    from trls_core.metrics import subset_f1
+
+    (z, y), (zv, yv), (zt, yt) = _three_class(80, 0), _three_class(60, 1), _three_class(40, 2)
+    names, grid = ["a", "b", "c"], (0.001, 0.1, 10.0)
+    by_task = linear_probe(z, y, zt, yt, names, z_val=zv, y_val=yv, c_grid=grid, select_classes=["a", "b"])
+    by_macro = linear_probe(z, y, zt, yt, names, z_val=zv, y_val=yv, c_grid=grid)
+    sc = StandardScaler().fit(z)
+    for c, clf in ev._logreg_path(sc.transform(z), y, [float(c) for c in grid], 0, 2000):
+        pred = clf.predict(sc.transform(zv))
+        assert by_task["c_scores"][str(c)] == pytest.approx(subset_f1(yv, pred, names, ["a", "b"]))
+        assert by_macro["c_scores"][str(c)] == pytest.approx(ev.classification_metrics(yv, pred, names)["macro_f1"])
+    assert by_task["c_scores"] != by_macro["c_scores"]
+    assert by_task["C"] == max(grid, key=lambda c: (by_task["c_scores"][str(c)], -c))
+
+
+def test_finetune_keeps_the_epoch_with_the_best_selection_score() -> None:
+    x, y = _data(60, n_classes=3)
+    xv, yv = _data(30, n_classes=3, seed=1)
+    xt, yt = _data(30, n_classes=3, seed=2)
+    out = finetune(_encoder(), 3, x, y, xv, yv, xt, yt, ["a", "b", "c"], epochs=5, batch_size=16, lr=1e-2,
+                   encoder_lr=1e-2, weight_decay=0.0, seed=0, progress=False, head_init="random",
+                   select_classes=["a", "b"])
+    scores = [h["val_score"] for h in out["history"]]
+    assert out["best_epoch"] == int(np.argmax(scores)) + 1
+    assert out["best_val_score"] == pytest.approx(max(scores))
+    assert out["best_val_macro_f1"] == pytest.approx(out["history"][out["best_epoch"] - 1]["val_macro_f1"])

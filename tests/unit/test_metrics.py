@@ -99,3 +99,13 @@ def test_vote_by_group_and_record_scores() -> None:
     assert "challenge_f1" not in s and "record_challenge_f1" not in s
     with pytest.raises(DataError, match="group ids"):
         vote_by_group(yt, yp, groups[:3], 2)
+
+
+def test_selection_score_is_macro_f1_or_the_mean_f1_of_the_given_classes() -> None:
+    from trls_core.metrics import selection_score
+
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 0, 1, 0, 1, 2]
+    # per-class F1: a = 2*2/(2*2+1) = 0.8, b = 2*1/(2*1+1+1) = 0.5, c = 2*1/(2*1+1) = 2/3
+    assert selection_score(y_true, y_pred, ["a", "b", "c"]) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert selection_score(y_true, y_pred, ["a", "b", "c"], ["a", "b"]) == pytest.approx((0.8 + 0.5) / 2)

@@ -100,6 +100,13 @@ class EvalContext:
     test_records: np.ndarray | None = None  # record index of each test window, when the data has them
 
     @property
+    def select_classes(self) -> list[str] | None:
+        """The classes whose mean F1 chooses C and the fine-tuning epoch (None: macro-F1 over all)."""
+        if self.params.evaluate.select_by == "task_score" and self.score_classes:
+            return list(self.score_classes)
+        return None
+
+    @property
     def in_channels(self) -> int:
         return int(self.data["x_train"].shape[1])
 
@@ -140,7 +147,15 @@ class EvalContext:
         budget = evaluation_budget(ev)
         if budget:  # only when set, so results stored without a budget stay current
             blob["budget"] = budget
+        if self.select_classes:
+            # only when it differs from macro-F1: results of tasks without score classes stay current
+            blob["select_classes"] = self.select_classes
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def selection_rule(select_classes: list[str] | None) -> str:
+    """The validation score that chose C and the fine-tuning epoch, as reports state it."""
+    return f"mean F1 of {', '.join(select_classes)}" if select_classes else "macro-F1"
 
 
 def evaluation_budget(ev: Any) -> dict[str, int]:
@@ -242,8 +257,8 @@ def evaluate_unit(
         encoder_factory=ctx.encoder,
         random_encoder_factory=ctx.random_encoder,
         fraction_indices=label_fraction_indices,
-        finetune_kwargs=ev.finetune.model_dump(),
-        probe_kwargs={"c_grid": tuple(ev.c_grid)},
+        finetune_kwargs={**ev.finetune.model_dump(), "select_classes": ctx.select_classes},
+        probe_kwargs={"c_grid": tuple(ev.c_grid), "select_classes": ctx.select_classes},
         device=ctx.device,
         progress=progress,
     )
@@ -306,6 +321,7 @@ def write_reports(
         "encoder": params.model.encoder,
         "input": "raw" if ctx.data["x_train"].dim() == 3 else "spectrogram",
         "budget": evaluation_budget(ev),
+        "selected_by": selection_rule(ctx.select_classes),
         "n_windows": {s: int(len(ctx.data[f"y_{s}"])) for s in ("train", "val", "test")},
         "spectrogram": ctx.meta.get("stft"),
         "parquet_sha256": ctx.meta.get("parquet_sha256"),
