@@ -21,7 +21,6 @@ SimCLR / supervised_tfrnn row starts from) and the spectrogram pixels.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -34,13 +33,11 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
 def _stft_val() -> Any:
-    """bench/cinc_stft_val.py as a module (bench/ is scripts, not a package): its budget loader."""
-    spec = importlib.util.spec_from_file_location("trls_bench_cinc_stft_val", ROOT / "bench" / "cinc_stft_val.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """bench/cinc_stft_val.py's loader of the comparison's CinC budget."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _scripts import load_script
+
+    return load_script("cinc_stft_val")
 
 
 def choose_and_score(z: dict[str, Any], y: dict[str, Any], classes: list[str], score_classes: list[str]

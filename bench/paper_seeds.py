@@ -18,7 +18,6 @@ pretrains.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -32,13 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sweep() -> Any:
-    """bench/sweep.py as a module (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("trls_bench_sweep", ROOT / "bench" / "sweep.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """bench/sweep.py's data, feature and probe helpers."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _scripts import load_script
+
+    return load_script("sweep")
 
 
 def _probe_job(name: str, z: dict[str, Any], labels: dict[str, Any]) -> tuple[str, dict[str, Any]]:
