@@ -71,6 +71,9 @@ def _n(agg: Mapping[str, Any] | None) -> str:
     return str(first.get("n", len(first.get("values", []))))
 
 
+_SCORE_NAMES = {"macro_f1": "macro-F1", "challenge_f1": "challenge F1"}
+
+
 def _beats_line(name: str, probe: Mapping[str, Any], ctrl: Mapping[str, Any], key: str = "macro_f1") -> str:
     """Does pretraining beat a control by more than the seed std (the larger of the two)?"""
     if key not in probe or key not in ctrl:
@@ -78,8 +81,9 @@ def _beats_line(name: str, probe: Mapping[str, Any], ctrl: Mapping[str, Any], ke
     diff = 100 * (probe[key]["mean"] - ctrl[key]["mean"])
     std = 100 * max(probe[key].get("std", 0.0), ctrl[key].get("std", 0.0))
     verdict = "**yes**" if diff > std else "**no**"
+    label = _SCORE_NAMES.get(key, key)
     return (
-        f"- Linear probe vs. `{name}`: {diff:+.2f} pp macro-F1 "
+        f"- Linear probe vs. `{name}`: {diff:+.2f} pp {label} "
         f"(seed std {std:.2f} pp) — beats it by more than the seed std: {verdict}"
     )
 
@@ -143,6 +147,8 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         lines.append("")
         for name, agg in controls.items():
             lines.append(_beats_line(name, probe, agg))
+            if "challenge_f1" in probe and "challenge_f1" in agg:  # the task's own score, where it has one
+                lines.append(_beats_line(name, probe, agg, "challenge_f1"))
         lines.append("")
 
     per_seed = results.get("per_seed") or []
@@ -152,7 +158,7 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         lines.append(f"## Per-class report (linear probe, seed {first.get('seed', '?')})")
         lines.append("")
         if "C" in lp:
-            lines.append(f"Chosen C = {lp['C']:g} (by validation macro-F1).")
+            lines.append(f"Chosen C = {lp['C']:g} (by validation {results.get('selected_by') or 'macro-F1'}).")
             lines.append("")
         lines.append("| class | precision | recall | F1 | support |")
         lines.append("|---|---|---|---|---|")

@@ -96,3 +96,16 @@ def test_plot_confusion_matrix_rejects_wrong_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="class names"):
         plot_confusion_matrix([[1, 2], [3, 4]], ["a", "b", "c"], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_summary_states_the_selection_rule_and_judges_the_task_score_too() -> None:
+    res = _results()
+    res["selected_by"] = "mean F1 of N, A, O"
+    res["linear_probe"]["challenge_f1"] = aggregate([0.44, 0.45])
+    res["controls"]["random_encoder_linear"]["challenge_f1"] = aggregate([0.40, 0.41])
+    md = render_summary_md(res)
+    assert "Chosen C = 0.1 (by validation mean F1 of N, A, O)." in md
+    assert "model selection**: C and the fine-tuning epoch chosen by validation mean F1 of N, A, O" in md
+    task = next(line for line in md.splitlines() if "`random_encoder_linear`" in line and "challenge F1" in line)
+    assert "+4.00 pp challenge F1" in task and task.endswith("**yes**")
+    assert "Chosen C = 0.1 (by validation macro-F1)." in render_summary_md(_results())
