@@ -465,7 +465,7 @@ def finetune(
         if head_init == "linear_probe":  # the LP starting point competes as epoch 0
             pred0 = _predict(model, x_val, eval_batch_size, device)
             vm0 = classification_metrics(yva, pred0, class_names)
-            best_f1, best_epoch = selection_score(yva, pred0, class_names, select_classes), 0
+            best_f1, best_epoch = selection_score(yva, pred0, class_names, select_classes, vm0), 0
             best_val = {k: v for k, v in vm0.items() if k != "per_class"}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         epoch_iter = range(1, epochs + 1)
@@ -495,7 +495,7 @@ def finetune(
                 count += len(idx)
             val_pred = _predict(model, x_val, eval_batch_size, device)
             vm = classification_metrics(yva, val_pred, class_names)
-            score = selection_score(yva, val_pred, class_names, select_classes)
+            score = selection_score(yva, val_pred, class_names, select_classes, vm)
             rec = {
                 "epoch": epoch,
                 "train_loss": total / max(count, 1),
@@ -518,7 +518,7 @@ def finetune(
                 if patience is not None and since_best >= patience:
                     break
 
-        assert best_state is not None  # at least one epoch ran
+        assert best_state is not None and best_val is not None  # at least one epoch ran
         model.load_state_dict(best_state)
         y_pred = _predict(model, x_test, eval_batch_size, device)
 
@@ -527,7 +527,7 @@ def finetune(
         {
             "best_epoch": best_epoch,
             "best_val_score": best_f1,
-            "best_val_macro_f1": best_val["macro_f1"] if best_val else best_f1,
+            "best_val_macro_f1": best_val["macro_f1"],
             "val": best_val,
             "n_train": n,
             "epochs_run": len(history),

@@ -156,8 +156,13 @@ def selection_score(
     y_pred: Sequence[int] | np.ndarray,
     class_names: Sequence[str],
     select_classes: Sequence[str] | None = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> float:
     """The validation score that picks the probe's C and the fine-tuning epoch.
+
+    ``metrics``: :func:`classification_metrics` of these same predictions,
+    where the caller has them already (fine-tuning scores every epoch), so
+    the macro-F1 rule does not compute them a second time.
 
     Macro-F1 over all classes, or, with ``select_classes``, the mean F1 over
     those classes only (:func:`subset_f1`), i.e. the score a task reports.
@@ -169,7 +174,7 @@ def selection_score(
     """
     if select_classes:
         return subset_f1(y_true, y_pred, class_names, select_classes)
-    return float(classification_metrics(y_true, y_pred, class_names)["macro_f1"])
+    return float((metrics or classification_metrics(y_true, y_pred, class_names))["macro_f1"])
 
 
 def vote_by_group(
