@@ -41,20 +41,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from sweep import BASE as _SWEEP_BASE  # noqa: E402 - bench/sweep.py: no import-time work
+
 DATASET = "cinc2017"
 
 #: View variants (``augment.view_a`` / ``view_b``); ``strong`` is params.yaml's own (no override).
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "strong": None,
     # the first sweep's views (bench/sweep.py BASE): crop >= 60 % of the area, one 20 % mask per axis
-    "mild": {
-        "view_a": [{"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.75, 1.333]},
-                   {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]}],
-        "view_b": [{"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-                   {"name": "time_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
-                   {"name": "freq_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
-                   {"name": "brightness", "p": 0.3, "max_delta": 0.1}],
-    },
+    "mild": {"view_a": _SWEEP_BASE["view_a"], "view_b": _SWEEP_BASE["view_b"]},
     # keeps the rhythm: crops of >= 70 % of the area, a circular shift (every beat kept), one short
     # time mask (<= 10 %, about half a beat); the spectral ops of the strong views stay
     "rhythm": {
@@ -88,7 +85,6 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 def _select_val() -> Any:
     """bench/cinc_select_val.py: fit one probe per C, choose on ``val``, score on ``val_rest``."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from _scripts import load_script
 
     return load_script("cinc_select_val")
