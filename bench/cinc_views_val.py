@@ -150,10 +150,8 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
-    import yaml
 
     sys.path.insert(0, str(ROOT))
-    from trls_core.config import load_params
     from trls_core.io import write_json
     from trls_core.paths import model_dir, spectrogram_dir
     from trls_core.runtime import tune_malloc
@@ -188,7 +186,7 @@ def main() -> None:
         write_json(ROOT / a.out, out)
 
     seeds = list(base["pretrain"]["seeds"])
-    params0 = load_params_from(base, Path(a.work) / "_untrained", load_params, yaml)
+    params0 = load_params_from(base, Path(a.work) / "_untrained")
     rows = []
     for s in seeds if "untrained" not in out else []:  # the control: the same inits, not pretrained
         torch.manual_seed(s)
@@ -202,7 +200,7 @@ def main() -> None:
         tv = time.perf_counter()
         name = variant + tag
         ws = Path(a.work) / name.replace("@", "_")
-        params = load_params_from(method_params_for(variant, smoke), ws, load_params, yaml)
+        params = load_params_from(method_params_for(variant, smoke), ws)
         link = spectrogram_dir(ws, DATASET)
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
@@ -229,8 +227,12 @@ def main() -> None:
         save()
 
 
-def load_params_from(raw: dict[str, Any], ws: Path, load_params: Any, yaml: Any) -> Any:
+def load_params_from(raw: dict[str, Any], ws: Path) -> Any:
     """Write ``raw`` as the workspace's params.yaml and load it (the same validation as ``trls``)."""
+    import yaml
+
+    from trls_core.config import load_params
+
     ws.mkdir(parents=True, exist_ok=True)
     (ws / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return load_params(ws / "params.yaml")
