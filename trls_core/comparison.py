@@ -22,6 +22,7 @@ import numpy as np
 
 from trls_core.errors import DataError
 from trls_core.io import write_bytes, write_text
+from trls_core.reports import finetune_budget_text
 
 METRICS = ("accuracy", "macro_f1")
 #: task scores a dataset's reports may carry (CinC 2017: mean F1 over N/A/O, per window and per record vote);
@@ -206,6 +207,7 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         f"(evaluation seed i uses pretraining run i mod K), each on a seeded random "
         f"{100 * float(first.get('pretrain_subset_fraction') or 1.0):g} % subset of the train split",
         *_budget_lines(first),
+        *([f"- fine-tuning: {ft}"] if (ft := finetune_budget_text(first.get("finetune_budget"))) else []),
         f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
         f"device {first.get('device')}",
         "- wall time per method (pretraining + evaluation): "
@@ -309,15 +311,16 @@ def write_comparison(
 
     ``metrics_files`` maps method name -> its ``metrics.json`` (in the order
     the table should list them). All reports must share dataset, task,
-    protocol and seeds: otherwise the rows would not be comparable, and the
-    error says which differs.
+    protocol, seeds, evaluation budget and fine-tuning budget: otherwise the
+    rows would not be comparable, and the error says which differs.
     """
     if not metrics_files:
         raise DataError("comparison: no method reports")
     reports = {m: read_report(p) for m, p in metrics_files.items()}
     ref_name, ref = next(iter(reports.items()))
     for m, rep in reports.items():
-        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256", "budget"):
+        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256", "budget",
+                    "finetune_budget"):
             if (rep.get(key) or None) != (ref.get(key) or None):
                 raise DataError(f"comparison: {m} has {key}={rep.get(key)!r} but {ref_name} has {ref.get(key)!r}: "
                                 "methods must go through the same protocol")

@@ -29,6 +29,25 @@ _CONTROL_LABELS = {
 }
 
 
+def finetune_budget_text(budget: Mapping[str, Any] | None) -> str | None:
+    """The fine-tuning budget as one sentence; None for reports written before it was recorded.
+
+    Why a report states it: the budget decides whether "fine-tuning" trains
+    at all. On CinC 2017 a CPU cap of 4 rounds of <= 4 batches never beat
+    the probe-initialised head, so its "FT 100 %" column was a second probe
+    (docs/design-notes.md), and the budget differs between datasets and
+    profiles.
+    """
+    if not budget:
+        return None
+    steps, bs, patience = budget.get("max_steps_per_epoch"), budget.get("batch_size"), budget.get("patience")
+    what = (f"rounds of ≤ {steps} batches of {bs} (a CPU cap, not full passes)" if steps
+            else f"full passes over the labelled subset (batch {bs})")
+    stop = f", early stopping after {patience} epochs without improvement" if patience else ""
+    return (f"LP-FT, up to {budget.get('epochs')} {what}{stop}; the best validation epoch is kept "
+            "(epoch 0 = the probe-initialised head)")
+
+
 def _jsonable(obj: Any) -> Any:
     """numpy scalars/arrays -> Python; NaN/inf -> None (strict JSON has no NaN)."""
     if isinstance(obj, Mapping):
@@ -112,6 +131,8 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
                      f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool")
     if results.get("selected_by"):
         lines.append(f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']}")
+    if ft := finetune_budget_text(results.get("finetune_budget")):
+        lines.append(f"- **fine-tuning**: {ft}")
     lines.append("- scores in percent, mean ± sample std (ddof = 1) over seeds")
     lines.append("")
 

@@ -167,6 +167,33 @@ def test_comparison_refuses_reports_with_different_evaluation_budgets(tmp_path: 
                      {"trls": 1.0, "trls_cnn": 1.0})
 
 
+def test_comparison_states_and_matches_the_fine_tuning_budget(tmp_path: Path) -> None:
+    """A capped fine-tuning next to full passes would compare a probe with fine-tuning (CinC 2017)."""
+    from trls_core.comparison import write_comparison
+
+    capped = {"epochs": 4, "max_steps_per_epoch": 4, "batch_size": 128, "patience": 5}
+    full = {"epochs": 10, "max_steps_per_epoch": None, "batch_size": 128, "patience": 3}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({**_report(0.98), "finetune_budget": full}))
+    b.write_text(json.dumps({**_report(0.95), "finetune_budget": capped}))
+    with pytest.raises(DataError, match="finetune_budget"):
+        write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {}, {})
+    b.write_text(json.dumps({**_report(0.95), "finetune_budget": full}))
+    md = write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {}, {"trls": 1.0, "trls_cnn": 1.0})["md"]
+    line = next(x for x in md.read_text().splitlines() if x.startswith("- fine-tuning:"))
+    assert "up to 10 full passes over the labelled subset (batch 128)" in line
+    assert "early stopping after 3 epochs without improvement" in line
+
+
+def test_fine_tuning_budget_text_says_when_it_is_a_cap() -> None:
+    from trls_core.reports import finetune_budget_text
+
+    assert finetune_budget_text(None) is None and finetune_budget_text({}) is None  # older reports: no line
+    text = finetune_budget_text({"epochs": 4, "max_steps_per_epoch": 4, "batch_size": 128, "patience": None})
+    assert text is not None and "up to 4 rounds of ≤ 4 batches of 128 (a CPU cap, not full passes)" in text
+    assert "early stopping" not in text
+
+
 def test_compute_seconds_come_from_the_stored_results_not_from_this_run(tmp_path: Path) -> None:
     """A rerun reuses encoders and units; the comparison must still state what the results cost."""
     from trls_core.comparison import stored_compute_seconds, write_comparison

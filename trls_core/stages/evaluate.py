@@ -163,6 +163,18 @@ def evaluation_budget(ev: Any) -> dict[str, int]:
     return {k: int(v) for k in ("label_pool", "val_windows") if (v := getattr(ev, k, None)) is not None}
 
 
+def finetune_budget(ev: Any) -> dict[str, Any]:
+    """What bounds a fine-tuning unit's training: epochs, batches per epoch, batch size, patience.
+
+    Learning rates are left out: methods may set them apart (the supervised
+    baselines train the encoder at the head's lr), while the budget is the
+    protocol every method of a comparison must share.
+    """
+    ft = ev.finetune
+    return {"epochs": ft.epochs, "max_steps_per_epoch": ft.max_steps_per_epoch, "batch_size": ft.batch_size,
+            "patience": ft.patience}
+
+
 #: Seed of the fixed pool / validation subsets: the same windows for every method and evaluation seed.
 BUDGET_SEED = 0
 
@@ -322,6 +334,7 @@ def write_reports(
         "input": "raw" if ctx.data["x_train"].dim() == 3 else "spectrogram",
         "budget": evaluation_budget(ev),
         "selected_by": selection_rule(ctx.select_classes),
+        "finetune_budget": finetune_budget(ev),
         "n_windows": {s: int(len(ctx.data[f"y_{s}"])) for s in ("train", "val", "test")},
         "spectrogram": ctx.meta.get("stft"),
         "parquet_sha256": ctx.meta.get("parquet_sha256"),
