@@ -147,6 +147,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="override the protocol's epochs (a longer schedule, or a harness check)")
     ap.add_argument("--lr", type=float, help="override TRLS's pretraining lr")
     ap.add_argument("--tau-base", type=float, help="override TRLS's EMA tau_base")
+    ap.add_argument("--subset-fraction", type=float, help="override the pretraining subset (the protocol's 5 %%)")
     a = ap.parse_args()
 
     import torch
@@ -158,7 +159,8 @@ def main() -> None:
     from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, pretrain_all
 
     tune_malloc()
-    smoke = {k: v for k, v in (("epochs", a.epochs), ("seeds", a.seeds), ("lr", a.lr), ("tau_base", a.tau_base)) if v}
+    smoke = {k: v for k, v in (("epochs", a.epochs), ("seeds", a.seeds), ("lr", a.lr), ("tau_base", a.tau_base),
+                                         ("subset_fraction", a.subset_fraction)) if v}
     tag = "".join(f"@{k}={v}" for k, v in smoke.items() if k != "seeds")
     sdir = spectrogram_dir(ROOT, DATASET).resolve()
     base = method_params_for("strong", smoke)
