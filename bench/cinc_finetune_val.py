@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,9 +45,11 @@ DATASET = "cinc2017"
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": round(statistics.fmean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-            "min": round(min(values), 4), "max": round(max(values), 4), "values": [round(v, 4) for v in values]}
+    """bench/cinc_views_val.py's summary (mean, std, min, max, values at 4 decimals)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _scripts import load_script
+
+    return load_script("cinc_views_val")._summary(values)
 
 
 def held_out_context(method_root: Path) -> Any:
@@ -62,15 +63,14 @@ def held_out_context(method_root: Path) -> Any:
     import torch
 
     from trls_core.config import load_params
-    from trls_core.data.windows import label_fraction_indices
-    from trls_core.stages.evaluate import BUDGET_SEED, load_context
+    from trls_core.stages.evaluate import budget_indices, load_context
 
     params = load_params(method_root / "params.yaml")
     cap = params.evaluate.val_windows
     whole_val = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"val_windows": None})})
     ctx = load_context(method_root, whole_val)
     y_val = np.asarray(ctx.data["y_val"])
-    idx = np.asarray(label_fraction_indices(y_val, cap / len(y_val), BUDGET_SEED))
+    idx = budget_indices(y_val, cap)
     rest = np.setdiff1d(np.arange(len(y_val)), idx)
     x_val = ctx.data["x_val"]
     ctx.data.update(x_val=x_val[torch.as_tensor(idx)], y_val=ctx.data["y_val"][idx],

@@ -65,9 +65,8 @@ def budget_windows(parquet: Path, params: Any, extra_val: bool = False):  # type
 
     from trls_core.data.parquet import read_windows, signals_array
     from trls_core.data.tensors import load_meta, task_info
-    from trls_core.data.windows import label_fraction_indices
     from trls_core.paths import spectrogram_dir
-    from trls_core.stages.evaluate import BUDGET_SEED
+    from trls_core.stages.evaluate import budget_indices
 
     task = task_info(load_meta(spectrogram_dir(Path("."), "cinc2017")), "af")
     names = (task["classes"], task["score_classes"])
@@ -77,7 +76,7 @@ def budget_windows(parquet: Path, params: Any, extra_val: bool = False):  # type
     picks = {}
     for sp, cap in (("train", budget["label_pool"]), ("val", budget["val_windows"])):
         idx = np.flatnonzero(split == sp)
-        picks[sp] = idx[label_fraction_indices(y[idx], cap / len(idx), BUDGET_SEED)]
+        picks[sp] = idx[budget_indices(y[idx], cap)]
     if extra_val:
         picks["val_rest"] = np.setdiff1d(np.flatnonzero(split == "val"), picks["val"])
     sig = {}

@@ -100,15 +100,14 @@ def budget_splits(sdir: Path, evaluate: dict[str, Any]) -> tuple[list[str], list
     import numpy as np
 
     from trls_core.data.tensors import load_meta, load_split, task_info
-    from trls_core.data.windows import label_fraction_indices
-    from trls_core.stages.evaluate import BUDGET_SEED
+    from trls_core.stages.evaluate import budget_indices
 
     task = task_info(load_meta(sdir), evaluate["task"])
     x, y = {}, {}
     for split, cap in (("train", evaluate["label_pool"]), ("val", evaluate["val_windows"])):
         s = load_split(sdir, split, evaluate["task"])
         ys = s.y.numpy()
-        idx = np.asarray(label_fraction_indices(ys, cap / len(ys), BUDGET_SEED))
+        idx = budget_indices(ys, cap)
         x[split], y[split] = s.x[idx], ys[idx]
         if split == "val":
             rest = np.setdiff1d(np.arange(len(ys)), idx)

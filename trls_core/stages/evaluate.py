@@ -179,6 +179,17 @@ def finetune_budget(ev: Any) -> dict[str, Any]:
 BUDGET_SEED = 0
 
 
+def budget_indices(y: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of the fixed stratified ``cap``-window subset of labels ``y`` (drawn with :data:`BUDGET_SEED`).
+
+    One definition of the cut, so the validation studies in ``bench/`` that
+    need the windows *outside* it select exactly what the protocol selects.
+    """
+    from trls_core.data.windows import label_fraction_indices
+
+    return np.asarray(label_fraction_indices(y, cap / len(y), BUDGET_SEED))
+
+
 def apply_budget(data: dict[str, Any], ev: Any) -> dict[str, Any]:
     """``data`` with train cut to ``ev.label_pool`` and validation to ``ev.val_windows`` windows (stratified).
 
@@ -189,14 +200,12 @@ def apply_budget(data: dict[str, Any], ev: Any) -> dict[str, Any]:
     method and seed sees the same labelled pool and the same selection set;
     the label fractions are fractions *of the pool*. Test is never cut.
     """
-    from trls_core.data.windows import label_fraction_indices
-
     out = dict(data)
     for split, cap in (("train", ev.label_pool), ("val", ev.val_windows)):
         y = np.asarray(out[f"y_{split}"])
         if cap is None or cap >= len(y):
             continue
-        idx = torch.as_tensor(label_fraction_indices(y, cap / len(y), BUDGET_SEED))
+        idx = torch.as_tensor(budget_indices(y, cap))
         out[f"x_{split}"], out[f"y_{split}"] = out[f"x_{split}"][idx], out[f"y_{split}"][idx]
     return out
 
