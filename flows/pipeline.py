@@ -191,6 +191,8 @@ def pipeline_flow(
         log_params_file(parent, params_p, params)
         result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
         result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
+        result["also_report_dirs"] = {t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t)
+                                      for t in params.evaluate.also_tasks if t != params.evaluate.task}
         if register_model and track:
             mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
             result["registration"] = register_task(

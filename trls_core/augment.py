@@ -430,6 +430,12 @@ class TwoViews(nn.Module):
         _check_input(x, "TwoViews")
         return self.view_a(x), self.view_b(x)
 
+    def pair(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """View A of ``x1`` and view B of ``x2``: the views stay different when the inputs differ too."""
+        _check_input(x1, "TwoViews")
+        _check_input(x2, "TwoViews")
+        return self.view_a(x1), self.view_b(x2)
+
 
 # Geometric view: mild contrast (keeps the per-sample mean, i.e. power) + resized crop.
 DEFAULT_VIEW_A: list[dict[str, Any]] = [

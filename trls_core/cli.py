@@ -23,6 +23,8 @@ app.add_typer(data_app, name="data")
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read")
 ProfileOpt = typer.Option(None, "--profile", help="profile to merge (default: TRLS_PROFILE or params.yaml `profile`)")
 RootOpt = typer.Option(Path("."), "--root", help="project root holding data/, models/, reports/")
+SetOpt = typer.Option(None, "--set", help="override a setting after the profile: dotted.key=YAML value "
+                      "(repeatable; validated like params.yaml), e.g. --set pretrain.epochs=3")
 
 
 def _guard(fn: Callable[[], object]) -> object:
@@ -38,11 +40,11 @@ def _guard(fn: Callable[[], object]) -> object:
 
 
 @app.command()
-def params(params: Path = ParamsOpt, profile: Optional[str] = ProfileOpt) -> None:
-    """Print the resolved parameters (profile merged) as JSON."""
+def params(params: Path = ParamsOpt, profile: Optional[str] = ProfileOpt, sets: Optional[list[str]] = SetOpt) -> None:
+    """Print the resolved parameters (profile and --set merged) as JSON."""
     from trls_core.config import load_params
 
-    p = _guard(lambda: load_params(params, profile))
+    p = _guard(lambda: load_params(params, profile, sets))
     typer.echo(json.dumps(p.model_dump(), indent=2))  # type: ignore[union-attr]
 
 
@@ -53,20 +55,16 @@ def pretrain(
     root: Path = RootOpt,
     seed: Optional[list[int]] = typer.Option(None, "--seed", help="override pretrain.seeds (repeatable)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="override pretrain.epochs"),
+    sets: Optional[list[str]] = SetOpt,
 ) -> None:
     """BYOL pretraining of the encoder on the train split's spectrograms (resumes from checkpoints)."""
     from trls_core.config import load_params
     from trls_core.stages.pretrain import pretrain_all
 
     def go() -> None:
-        p = load_params(params, profile)
-        upd = {}
-        if seed:
-            upd["seeds"] = list(seed)
-        if epochs:
-            upd["epochs"] = epochs
-        if upd:
-            p = p.model_copy(update={"pretrain": p.pretrain.model_copy(update=upd)})
+        extra = [f"pretrain.seeds={list(seed)}"] if seed else []
+        extra += [f"pretrain.epochs={epochs}"] if epochs is not None else []  # validated: --epochs 0 is an error
+        p = load_params(params, profile, [*(sets or []), *extra])
         for path in pretrain_all(root, p):
             typer.echo(f"encoder: {path}")
 
@@ -79,17 +77,35 @@ def evaluate(
     profile: Optional[str] = ProfileOpt,
     root: Path = RootOpt,
     task: Optional[str] = typer.Option(None, "--task", help="override evaluate.task: a task of the dataset's meta.json (epilepsy: binary | five_set; cinc2017: af; sleepedf: stage; mitdb: aami)"),
+    sets: Optional[list[str]] = SetOpt,
 ) -> None:
     """Linear probe, label-fraction fine-tuning and controls -> reports/<dataset>/."""
     from trls_core.config import load_params
     from trls_core.stages.evaluate import evaluate_all
 
     def go() -> None:
-        p = load_params(params, profile)
+        p = load_params(params, profile, sets)
         if task:
             p = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"task": task})})
         out = evaluate_all(root, p)
         typer.echo(f"reports: {out}")
+
+    _guard(go)
+
+
+@app.command()
+def floors(
+    params: Path = ParamsOpt,
+    profile: Optional[str] = ProfileOpt,
+    root: Path = RootOpt,
+    sets: Optional[list[str]] = SetOpt,
+) -> None:
+    """Floors on the evaluation's record splits (majority, RR-interval features + GBM) -> reports/<dataset>/floors.json."""
+    from trls_core.config import load_params
+    from trls_core.stages.floors import floors as run_floors
+
+    def go() -> None:
+        typer.echo(f"floors: {run_floors(root, load_params(params, profile, sets))}")
 
     _guard(go)
 

@@ -96,14 +96,17 @@ class Cinc2017ParquetParams(_Strict):
     ``window``/``stride`` count samples at ``target_fs`` (records at another
     rate are resampled with ``resample_poly``). ``pad``: ``drop`` drops each
     record's trailing remainder and rejects records shorter than a window;
-    ``zero`` zero-pads the remainder into one last window. Splits always keep
+    ``zero`` zero-pads the remainder into one last window; ``end`` adds one last
+    window ending at the record's end (overlapping, all real signal: what a
+    record-level score should pool) and zero-pads only records shorter than
+    a window. Splits always keep
     a record in one split, stratified by the record label. The stage fails
     when fewer than ``min_keep_fraction`` of the labelled records survive.
     """
 
     window: int = Field(1500, gt=0)
     stride: int | None = Field(None, gt=0)
-    pad: Literal["drop", "zero"] = "drop"
+    pad: Literal["drop", "zero", "end"] = "drop"
     target_fs: float = Field(300.0, gt=0)
     channels: list[str] = Field(default_factory=lambda: ["ECG"])
     val_frac: float = Field(0.15, gt=0, lt=1)
@@ -382,6 +385,9 @@ class PretrainParams(_Strict):
     # ``max_train_length``). Its temporal contrast costs O(crop length^2) per window: long windows
     # (CinC's 1,500 samples) need a bound to fit a CPU box. None = the whole window.
     max_train_length: int | None = Field(None, ge=2)
+    # the positive pair: `views` = TRLS's two views of the same window; `record` = view A of a window and
+    # view B of another window of the same record (needs record ids; byol/simclr on spectrograms)
+    positives: Literal["views", "record"] = "views"
     seeds: list[int] = Field(default_factory=lambda: [0])
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(128, gt=1)
@@ -415,6 +421,9 @@ class FinetuneParams(_Strict):
 class EvaluateParams(_Strict):
     dataset: str = "epilepsy"
     task: str = "binary"
+    # further tasks the pipeline also evaluates with the same pretrained encoders (only evaluation
+    # repeats; the first task is the one a registered model is promoted on), e.g. Bonn's five_set
+    also_tasks: list[str] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     fractions: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])
     c_grid: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
@@ -431,6 +440,16 @@ class EvaluateParams(_Strict):
     # `score_classes` in the spectrogram meta, e.g. CinC 2017's F1 over N, A, O; macro-F1 where a task
     # has none, as Bonn's) or macro-F1 over all classes (bench/results/cinc_select_val.json)
     select_by: Literal["task_score", "macro_f1"] = "task_score"
+    # what one prediction decides: a window, or a whole record (its windows' embeddings / logits averaged;
+    # label fractions are fractions of records; C and the epoch are chosen on validation records). Needs
+    # record ids in the spectrogram meta and no window budget (label_pool / val_windows).
+    level: Literal["window", "record"] = "window"
+
+    @model_validator(mode="after")
+    def _record_level_whole_splits(self) -> "EvaluateParams":
+        if self.level == "record" and (self.label_pool is not None or self.val_windows is not None):
+            raise ValueError("level 'record' scores whole records: label_pool and val_windows must be null")
+        return self
 
     @field_validator("fractions")
     @classmethod
@@ -577,14 +596,44 @@ def read_raw_params(path: str | os.PathLike[str] = DEFAULT_PARAMS) -> dict[str, 
     return raw
 
 
-def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str = "params.yaml") -> Params:
-    """Merge the chosen profile over the base sections and validate."""
+def parse_overrides(sets: list[str] | None) -> dict[str, Any]:
+    """``["pretrain.epochs=3", "model.tfrnn.stem_stride=[2, 2]"]`` -> a nested dict to merge.
+
+    Values are YAML (``3``, ``[2, 2]``, ``null``, ``record``); keys are the
+    dotted paths of params.yaml. Why: a validation study is a settings
+    overlay on the project's own commands, not a script with its own config.
+    """
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or any(not k for k in key.strip().split(".")):
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. pretrain.epochs=3")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+        node = out
+        parts = key.strip().split(".")
+        for k in parts[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is set as a value by another --set")
+        node[parts[-1]] = parsed
+    return out
+
+
+def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str = "params.yaml",
+                   overrides: dict[str, Any] | None = None) -> Params:
+    """Merge the chosen profile over the base sections, then ``overrides`` (``--set``), and validate."""
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
     name = profile or os.environ.get("TRLS_PROFILE") or raw.get("profile", "small")
     if name not in profiles:
         raise ConfigError(f"{source}: unknown profile {name!r} (profiles: {sorted(profiles)})")
     merged = deep_merge(raw, profiles[name] or {})
+    if overrides:
+        merged = deep_merge(merged, overrides)
+        source = f"{source} with --set"
     merged["profile"] = name
     try:
         return Params.model_validate(merged)
@@ -592,9 +641,10 @@ def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str 
         raise ConfigError(_format_validation_error(err, f"{source} (profile {name!r})")) from None
 
 
-def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | None = None) -> Params:
-    """Load and validate params.yaml (profile merged in)."""
-    return resolve_params(read_raw_params(path), profile=profile, source=str(path))
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | None = None,
+                sets: list[str] | None = None) -> Params:
+    """Load and validate params.yaml (profile merged in, then the ``--set`` overrides)."""
+    return resolve_params(read_raw_params(path), profile=profile, source=str(path), overrides=parse_overrides(sets))
 
 
 def data_mirror(fetch: FetchParams | Cinc2017FetchParams | SleepEdfFetchParams | MitdbFetchParams) -> Path | None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from trls_core.errors import DataError
 from trls_core.metrics import classification_metrics, selection_score
+from trls_core.pooling import Groups
 
 #: Fractions of the labelled training set of DESIGN.md §1.5.
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0)
@@ -158,6 +159,7 @@ def linear_probe(
     max_iter: int = 2000,
     blas_threads: int | None = 1,
     select_classes: Sequence[str] | None = None,
+    return_model: bool = False,
 ) -> dict[str, Any]:
     """Standardise + multinomial logistic regression on frozen features.
 
@@ -182,7 +184,9 @@ def linear_probe(
     Returns the metrics of :func:`classification_metrics` on the eval split
     plus ``C``, ``c_scores`` (validation selection score per C, keys ``str(C)``),
     ``n_iter``, ``n_features``, ``n_train``, ``fit_seconds`` and ``y_pred``
-    (numpy; strip it before JSON).
+    (numpy; strip it before JSON) and, with ``return_model``, ``model``: a
+    callable mapping features to predicted labels (the fitted scaler +
+    classifier; record-level evaluation uses it to also score single windows).
     """
     from threadpoolctl import threadpool_limits
 
@@ -228,6 +232,12 @@ def linear_probe(
             "y_pred": y_pred,
         }
     )
+    if return_model:
+        def predict(z: np.ndarray) -> np.ndarray:
+            with threadpool_limits(limits=blas_threads):
+                return clf.predict(scaler.transform(np.asarray(z).reshape(len(z), -1))).astype(np.int64)
+
+        out["model"] = predict
     return out
 
 
@@ -281,13 +291,22 @@ class _Classifier(nn.Module):
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device) -> np.ndarray:
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device) -> np.ndarray:
     model.eval()
-    preds = []
+    out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device=device, dtype=torch.float32)
-        preds.append(model(xb).argmax(dim=1).cpu())
-    return torch.cat(preds).numpy().astype(np.int64)
+        out.append(model(xb).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device,
+             groups: Groups | None = None) -> np.ndarray:
+    """Predicted labels per window, or per record (argmax of the mean window logits) with ``groups``."""
+    logits = _logits(model, x, batch_size, device)
+    if groups is not None:
+        logits = groups.mean(logits)
+    return logits.argmax(axis=1).astype(np.int64)
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -313,12 +332,23 @@ def _init_head_from_probe(
     batch_size: int,
     device: str | torch.device,
     select_classes: Sequence[str] | None = None,
+    train_groups: Groups | None = None,
+    val_groups: Groups | None = None,
 ) -> None:
-    """Set ``model.head`` to the validation-tuned logistic regression on frozen features."""
+    """Set ``model.head`` to the validation-tuned logistic regression on frozen features.
+
+    With groups the probe is fitted on record means of the embeddings: a
+    linear head applied to each window and averaged gives exactly the
+    probe's record logits, so fine-tuning starts from the record-level probe.
+    """
     from threadpoolctl import threadpool_limits
 
     z_tr = embed(model.encoder, x_train, batch_size=batch_size, device=device)
     z_va = embed(model.encoder, x_val, batch_size=batch_size, device=device)
+    if train_groups is not None:
+        z_tr, y_train = train_groups.mean(z_tr), train_groups.labels(y_train, "finetune train")
+    if val_groups is not None:
+        z_va, y_val = val_groups.mean(z_va), val_groups.labels(y_val, "finetune val")
     with threadpool_limits(limits=1):
         clf, scaler, _, _ = _select_and_fit(z_tr, y_train, z_va, y_val, class_names, seed,
                                             [float(c) for c in grid], 2000, select_classes)
@@ -365,6 +395,9 @@ def finetune(
     head_init: str = "linear_probe",
     probe_c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
     select_classes: Sequence[str] | None = None,
+    train_records: np.ndarray | None = None,
+    val_records: np.ndarray | None = None,
+    test_records: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a *copy* of ``encoder`` plus a linear head; report the best-validation epoch on test.
 
@@ -397,6 +430,13 @@ def finetune(
       pipeline) is applied to training batches only.
     - Randomness (head init, shuffling, dropout, augmentation) is seeded by
       ``seed`` inside a forked RNG, so the caller's global RNG is untouched.
+    - Record level (``*_records``: the record of each window of that split,
+      all three or none): windows train with their record's label; the head
+      starts as the probe on record-mean embeddings; validation and test are
+      scored per record on the mean of each record's window logits, so the
+      epoch is chosen on the same record-level score that is reported.
+      ``y_pred`` is then per record (ordered by record id) and
+      ``y_pred_windows`` holds the per-window argmax.
 
     Returns the test metrics (:func:`classification_metrics`) plus
     ``best_epoch`` (1-based), ``best_val_score`` (the selection score),
@@ -422,6 +462,14 @@ def finetune(
     _check_pair(x_test, yte, "finetune test")
     if ytr.min() < 0 or ytr.max() >= n_classes:
         raise DataError(f"finetune: y_train labels must lie in [0, {n_classes}), got [{ytr.min()}, {ytr.max()}]")
+    given = [r is not None for r in (train_records, val_records, test_records)]
+    if any(given) and not all(given):
+        raise DataError("finetune: record-level scoring needs train_records, val_records and test_records")
+    g_tr = Groups.of(train_records, "finetune train records") if train_records is not None else None
+    g_va = Groups.of(val_records, "finetune val records") if val_records is not None else None
+    g_te = Groups.of(test_records, "finetune test records") if test_records is not None else None
+    if g_va is not None and g_te is not None:
+        yva, yte = g_va.labels(yva, "finetune val"), g_te.labels(yte, "finetune test")
 
     device = torch.device(device)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -433,8 +481,9 @@ def finetune(
             rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
         model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
         if head_init == "linear_probe":
-            _init_head_from_probe(model, x_train, ytr, x_val, yva, n_classes, class_names, seed,
-                                  probe_c_grid, eval_batch_size, device, select_classes)
+            _init_head_from_probe(model, x_train, ytr, x_val, _to_numpy_labels(y_val, "finetune y_val"),
+                                  n_classes, class_names, seed, probe_c_grid, eval_batch_size, device,
+                                  select_classes, g_tr, g_va)
         elif head_init != "random":
             raise DataError(f"finetune: head_init must be 'linear_probe' or 'random', got {head_init!r}")
         if augment is not None:
@@ -463,7 +512,7 @@ def finetune(
         best_f1, best_epoch, best_state, best_val = -1.0, 0, None, None
         since_best = 0
         if head_init == "linear_probe":  # the LP starting point competes as epoch 0
-            pred0 = _predict(model, x_val, eval_batch_size, device)
+            pred0 = _predict(model, x_val, eval_batch_size, device, g_va)
             vm0 = classification_metrics(yva, pred0, class_names)
             best_f1, best_epoch = selection_score(yva, pred0, class_names, select_classes, vm0), 0
             best_val = {k: v for k, v in vm0.items() if k != "per_class"}
@@ -493,7 +542,7 @@ def finetune(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
-            val_pred = _predict(model, x_val, eval_batch_size, device)
+            val_pred = _predict(model, x_val, eval_batch_size, device, g_va)
             vm = classification_metrics(yva, val_pred, class_names)
             score = selection_score(yva, val_pred, class_names, select_classes, vm)
             rec = {
@@ -520,7 +569,9 @@ def finetune(
 
         assert best_state is not None and best_val is not None  # at least one epoch ran
         model.load_state_dict(best_state)
-        y_pred = _predict(model, x_test, eval_batch_size, device)
+        test_logits = _logits(model, x_test, eval_batch_size, device)
+        y_pred_windows = test_logits.argmax(axis=1).astype(np.int64)
+        y_pred = g_te.mean(test_logits).argmax(axis=1).astype(np.int64) if g_te is not None else y_pred_windows
 
     out = classification_metrics(yte, y_pred, class_names)
     out.update(
@@ -535,6 +586,9 @@ def finetune(
             "y_pred": y_pred,
         }
     )
+    if g_te is not None:
+        out["y_pred_windows"] = y_pred_windows
+        out["n_records"] = g_te.n
     if return_model:
         out["model"] = model.cpu().eval()
     return out

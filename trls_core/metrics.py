@@ -29,7 +29,8 @@ DEFAULT_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "cohen_kappa", "balance
 #: Aggregated too when every run of a group has them: the task's own score
 #: (``challenge_f1``: mean F1 over the task's ``score_classes``, e.g. N/A/O of
 #: CinC 2017) and record-level scores (window predictions voted per record).
-EXTRA_KEYS: tuple[str, ...] = ("challenge_f1", "record_accuracy", "record_macro_f1", "record_challenge_f1")
+EXTRA_KEYS: tuple[str, ...] = ("challenge_f1", "record_accuracy", "record_macro_f1", "record_challenge_f1",
+                               "window_accuracy", "window_macro_f1", "window_challenge_f1")
 
 
 def classification_metrics(
@@ -217,4 +218,28 @@ def task_scores(
         out["n_records"] = int(rt.size)
         if score_classes:
             out["record_challenge_f1"] = subset_f1(rt, rp, class_names, score_classes)
+    return out
+
+
+def record_level_scores(
+    y_records: np.ndarray,
+    pred_records: np.ndarray,
+    y_windows: np.ndarray,
+    pred_windows: np.ndarray | None,
+    class_names: Sequence[str],
+    score_classes: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """The :data:`EXTRA_KEYS` of a record-level unit: ``record_*`` (the headline, also as
+    ``challenge_f1``) and, when window predictions are given, ``window_*`` beside them."""
+    rec = classification_metrics(y_records, pred_records, class_names)
+    out: dict[str, float] = {"record_accuracy": rec["accuracy"], "record_macro_f1": rec["macro_f1"],
+                             "n_records": int(np.asarray(y_records).size)}
+    if score_classes:
+        out["record_challenge_f1"] = out["challenge_f1"] = subset_f1(y_records, pred_records, class_names,
+                                                                     score_classes)
+    if pred_windows is not None:
+        win = classification_metrics(y_windows, pred_windows, class_names)
+        out["window_accuracy"], out["window_macro_f1"] = win["accuracy"], win["macro_f1"]
+        if score_classes:
+            out["window_challenge_f1"] = subset_f1(y_windows, pred_windows, class_names, score_classes)
     return out

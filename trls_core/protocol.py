@@ -35,6 +35,7 @@ from trls_core.evaluate import (
     linear_probe,
 )
 from trls_core.metrics import DEFAULT_KEYS, EXTRA_KEYS, aggregate_runs
+from trls_core.pooling import Groups
 
 #: The unit kinds; the two controls report under ``results["controls"]``.
 METHODS = ("linear_probe", "finetune", "spectrogram_linear", "random_encoder_linear")
@@ -122,11 +123,19 @@ def run_unit(
     device: str | torch.device = "cpu",
     embed_batch_size: int = 512,
     progress: bool = False,
+    records: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Run one unit; returns its metrics with ``seed`` (and ``fraction``), numpy arrays included.
 
     Arrays (``y_pred``; ``z_test`` for a linear probe, kept for the t-SNE
     plot) must be stripped (:func:`strip_arrays`) before JSON.
+
+    ``records`` (``{"train"|"val"|"test": record of each window}``) makes the
+    unit record-level (:mod:`trls_core.pooling`): probes and controls are
+    fitted, selected and scored on record means of their window features,
+    label fractions are fractions of training *records*, and fine-tuning
+    scores records on their mean window logits. ``y_pred`` is then per test
+    record (ordered by record id) and ``y_pred_windows`` per test window.
     """
     if unit.method not in METHODS:
         raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(METHODS)})")
@@ -138,9 +147,25 @@ def run_unit(
     y_val = _to_numpy_labels(data["y_val"], "protocol y_val")
     y_test = _to_numpy_labels(data["y_test"], "protocol y_test")
     pk = dict(probe_kwargs or {})
+    g = None
+    if records is not None:
+        missing = [s for s in ("train", "val", "test") if s not in records]
+        if missing:
+            raise DataError(f"protocol: record-level evaluation is missing the records of {missing}")
+        g = {s: Groups.of(records[s], f"protocol {s} records") for s in ("train", "val", "test")}
+        for s, yy in (("train", y_train), ("val", y_val), ("test", y_test)):
+            if len(g[s]) != len(yy):
+                raise DataError(f"protocol: {len(g[s])} {s} record ids for {len(yy)} windows")
 
     def probe(z_tr: np.ndarray, z_va: np.ndarray, z_te: np.ndarray) -> dict[str, Any]:
-        return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=unit.seed, z_val=z_va, y_val=y_val, **pk)
+        if g is None:
+            return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=unit.seed, z_val=z_va,
+                                y_val=y_val, **pk)
+        out = linear_probe(g["train"].mean(z_tr), g["train"].labels(y_train), g["test"].mean(z_te),
+                           g["test"].labels(y_test), class_names, seed=unit.seed, z_val=g["val"].mean(z_va),
+                           y_val=g["val"].labels(y_val), return_model=True, **pk)
+        out["y_pred_windows"] = out.pop("model")(z_te)  # the record-level probe applied to single windows
+        return out
 
     def embedded(encoder: nn.Module) -> dict[str, np.ndarray]:
         return {s: embed(encoder, x, embed_batch_size, device) for s, x in
@@ -156,16 +181,25 @@ def run_unit(
         if fraction_indices is None:
             raise DataError("protocol: fraction_indices is required for fine-tuning units")
         f = float(unit.fraction or 0.0)
-        idx = np.asarray(fraction_indices(y_train, f, unit.seed), dtype=np.int64)
+        if g is None:
+            idx = np.asarray(fraction_indices(y_train, f, unit.seed), dtype=np.int64)
+        else:  # a fraction of the training records, stratified by record label; all their windows
+            rows = np.asarray(fraction_indices(g["train"].labels(y_train), f, unit.seed), dtype=np.int64)
+            idx = g["train"].windows_of(rows)
         if idx.size == 0:
             raise DataError(f"protocol: fraction {fraction_key(f)} with seed {unit.seed} selected no training windows")
         kw = dict(finetune_kwargs or {})
         kw.setdefault("device", device)
         kw.setdefault("progress", progress)
+        if g is not None:
+            kw.update(train_records=np.asarray(records["train"])[idx], val_records=np.asarray(records["val"]),
+                      test_records=np.asarray(records["test"]))
         out = finetune(encoder_factory(unit.seed), len(class_names), x_train[torch.as_tensor(idx)],  # type: ignore[misc]
                        y_train[idx], x_val, y_val, x_test, y_test, class_names, seed=unit.seed, **kw)
         out.pop("model", None)
         out["fraction"] = f
+        if g is not None:
+            out["n_train_records"] = int(np.unique(np.asarray(records["train"])[idx]).size)
     elif unit.method == "spectrogram_linear":
         flat = {s: _flatten_numpy(x) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
         out = probe(flat["train"], flat["val"], flat["test"])

@@ -21,6 +21,16 @@ _EXTRA_LABELS = {
     "record_accuracy": "record accuracy (voted)",
     "record_macro_f1": "record macro-F1 (voted)",
     "record_challenge_f1": "record challenge F1 (voted)",
+    "window_accuracy": "window accuracy",
+    "window_macro_f1": "window macro-F1",
+    "window_challenge_f1": "window challenge F1",
+}
+#: At ``level: record`` the record scores are the unit's own (pooled), not a vote over window predictions.
+_RECORD_LEVEL_LABELS = {
+    "challenge_f1": "record challenge F1",
+    "record_accuracy": "record accuracy",
+    "record_macro_f1": "record macro-F1",
+    "record_challenge_f1": "record challenge F1",
 }
 
 _CONTROL_LABELS = {
@@ -129,8 +139,15 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         n = results.get("n_windows") or {}
         lines.append(f"- **evaluation budget**: {results['budget']}: train (labelled pool) {n.get('train')}, "
                      f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool")
+    record_level = results.get("level") == "record"
+    if record_level:
+        lines.append("- **level**: record: every score in the first table is per record (a record's windows pooled: "
+                     "mean embedding for probes and controls, mean window logits for fine-tuning); label fractions "
+                     "are fractions of training records; window-level scores beside them")
     if results.get("selected_by"):
-        lines.append(f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']}")
+        unit = "records" if record_level else "windows"
+        lines.append(f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']} "
+                     f"(on validation {unit})")
     if ft := finetune_budget_text(results.get("finetune_budget")):
         lines.append(f"- **fine-tuning**: {ft}")
     lines.append("- scores in percent, mean ± sample std (ddof = 1) over seeds")
@@ -155,9 +172,10 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
         row(label, agg)
     lines.append("")
 
-    extra = [k for k in _EXTRA_LABELS if probe and k in probe]
-    if extra:  # the task's own score and record-level (voted) scores
-        lines.append("| setting | " + " | ".join(_EXTRA_LABELS[k] for k in extra) + " |")
+    labels = {**_EXTRA_LABELS, **(_RECORD_LEVEL_LABELS if record_level else {})}
+    extra = [k for k in _EXTRA_LABELS if probe and k in probe and not (record_level and k == "challenge_f1")]
+    if extra:  # the task's own score and record-level (voted or pooled) scores
+        lines.append("| setting | " + " | ".join(labels[k] for k in extra) + " |")
         lines.append("|---" * (len(extra) + 1) + "|")
         for label, agg in settings:
             lines.append(f"| {label} | " + " | ".join(_pm(agg, k) for k in extra) + " |")

@@ -26,7 +26,41 @@ from torch import Tensor, nn
 
 from trls_core.ssl.byol import BYOL, cosine_tau
 
-__all__ = ["pretrain_byol", "lr_at", "DivergedError"]
+__all__ = ["pretrain_byol", "lr_at", "DivergedError", "RecordPairs"]
+
+
+class RecordPairs:
+    """Draws, for each window, another window of the same record: the "record" positive pair.
+
+    Why: a dataset scored per record (CinC 2017) asks the representation
+    for what a whole recording shares (its rhythm), not for what one 10-s
+    window shows. Pairing two windows of one record as the positive pair
+    (each still through its own TRLS view) asks BYOL for exactly that
+    invariance (CLOCS, Kiyasseh et al. 2021, does the same with contrastive
+    learning). A record with a single window pairs it with itself, i.e.
+    the plain two-view pair.
+    """
+
+    def __init__(self, record_of_window: Tensor) -> None:
+        rec = torch.as_tensor(record_of_window).long().reshape(-1)
+        if rec.numel() == 0:
+            raise ValueError("RecordPairs: no windows")
+        _, row = torch.unique(rec, return_inverse=True)
+        self.order = torch.argsort(row, stable=True)
+        self.counts = torch.bincount(row)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.row = row
+        pos = torch.empty_like(row)
+        pos[self.order] = torch.arange(rec.numel()) - self.starts[row[self.order]]
+        self.pos = pos
+
+    def partner(self, idx: Tensor, gen: torch.Generator) -> Tensor:
+        """For each window index in ``idx``, a uniformly drawn *other* window of its record (itself if alone)."""
+        r = self.row[idx]
+        c = self.counts[r]
+        off = (torch.rand(idx.numel(), generator=gen) * (c - 1).clamp(min=1)).long().clamp(max=(c - 2).clamp(min=0))
+        q = torch.where(c > 1, (self.pos[idx] + 1 + off) % c, self.pos[idx])
+        return self.order[self.starts[r] + q]
 
 
 class DivergedError(FloatingPointError):
@@ -69,6 +103,7 @@ def pretrain_byol(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: Callable[[int, BYOL, torch.optim.Optimizer], None] | None = None,
     progress: bool = True,
+    pairs: RecordPairs | None = None,
 ) -> list[dict[str, Any]]:
     """BYOL pretraining of ``model`` on spectrograms ``x`` (N, C, F, T), kept on the CPU.
 
@@ -86,6 +121,11 @@ def pretrain_byol(
     ``"loss"`` (mean over the epoch's steps), ``"lr"``, ``"tau"`` (last used),
     ``"seconds"}``; ``on_epoch`` gets each as it completes, then
     ``on_checkpoint(epochs_done, model, optimizer)``.
+
+    ``pairs`` (:class:`RecordPairs`) makes the positive pair two windows of
+    one record: view A of the batch window, view B of its drawn partner
+    (``augment.pair(x1, x2)``). The partners are drawn from the epoch's
+    generator, so resume stays exact.
     """
     if x.dim() < 2:
         raise ValueError(f"pretrain_byol: x must be (N, ...) with N windows, got shape {tuple(x.shape)}")
@@ -101,6 +141,11 @@ def pretrain_byol(
     model.train()
     if augment is not None and isinstance(augment, nn.Module):
         augment.to(dev)
+    if pairs is not None:
+        if augment is None or not hasattr(augment, "pair"):
+            raise ValueError("pretrain_byol: record pairs need two views with a pair(x1, x2) method")
+        if pairs.row.numel() != n:
+            raise ValueError(f"pretrain_byol: record pairs for {pairs.row.numel()} windows, x has {n}")
 
     steps_per_epoch = n // batch_size
     total_steps = epochs * steps_per_epoch
@@ -132,7 +177,11 @@ def pretrain_byol(
                         group["lr"] = cur_lr
                     idx = perm[i * batch_size : (i + 1) * batch_size]
                     xb = x[idx].to(dev, non_blocking=True).float()
-                    a, b = (xb, xb) if augment is None else augment(xb)
+                    if pairs is not None:
+                        xp = x[pairs.partner(idx, gen)].to(dev, non_blocking=True).float()
+                        a, b = augment.pair(xb, xp)  # type: ignore[union-attr]
+                    else:
+                        a, b = (xb, xb) if augment is None else augment(xb)
                     loss = model(a, b)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

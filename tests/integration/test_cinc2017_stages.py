@@ -49,17 +49,18 @@ def test_cinc2017_stages_and_describe(cinc_project: tuple[Path, Path]) -> None:
     rejected = json.loads((pdir / "rejected.json").read_text())
     assert {r["record_id"] for r in rejected} == {"A00004", "A09999"}
     summary = json.loads((pdir / "summary.json").read_text())
-    assert summary["n_windows"] == 29 * 3 and summary["n_rejected"] == 2
+    # 15-s records at 150 Hz, 10-s windows, pad "end": [0, 10 s) and [5 s, 15 s)
+    assert summary["n_windows"] == 29 * 2 and summary["n_rejected"] == 2
     assert summary["rejected_by_kind"] == {"missing_files": 1, "unreadable_mat": 1}
     assert sum(summary["records_per_split"].values()) == 29
-    assert sum(sum(c.values()) for c in summary["class_counts"]["af"].values()) == 87
+    assert sum(sum(c.values()) for c in summary["class_counts"]["af"].values()) == 58
 
     sdir = spectrogram_dir(root, "cinc2017")
     meta = load_meta(sdir)
     assert task_info(meta, "af")["classes"] == ["N", "A", "O", "~"]
-    assert meta["shape"] == [1, 33, 47] and meta["parquet_sha256"] == summary["parquet_sha256"]
+    assert meta["shape"] == [1, 43, 94] and meta["parquet_sha256"] == summary["parquet_sha256"]
     train = load_split(sdir, "train", "af")
-    assert train.x.shape[1:] == (1, 33, 47) and set(train.y.tolist()) <= {0, 1, 2, 3}
+    assert train.x.shape[1:] == (1, 43, 94) and set(train.y.tolist()) <= {0, 1, 2, 3}
     assert np.isfinite(train.x.numpy()).all()
     # window -> record mapping for record-level predictions, in Parquet row order
     idx, ids = load_records(sdir, "test")

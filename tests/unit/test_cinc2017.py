@@ -165,6 +165,15 @@ def test_cut_windows_policies() -> None:
     assert start.tolist() == [0, 4, 8] and pad.tolist() == [0, 0, 2] and w[2, 0].tolist() == [8, 9, 0, 0]
     w, start, _ = cut_windows(x, 4, 3, "drop", "r")
     assert start.tolist() == [0, 3, 6]
+    # end: the last window ends at the record's end (real signal, overlapping); short records zero-padded
+    w, start, pad = cut_windows(x, 4, None, "end", "r")
+    assert start.tolist() == [0, 4, 6] and pad.tolist() == [0, 0, 0] and w[2, 0].tolist() == [6, 7, 8, 9]
+    w, start, pad = cut_windows(x[:, :8], 4, None, "end", "r")
+    assert start.tolist() == [0, 4]  # nothing left over: no extra window
+    w, start, pad = cut_windows(x[:, :3], 4, None, "end", "r")
+    assert start.tolist() == [0] and pad.tolist() == [1] and w[0, 0].tolist() == [0, 1, 2, 0]
+    with pytest.raises(DataError, match="r: pad must be"):
+        cut_windows(x, 4, None, "wrap", "r")
 
 
 def test_header_parsing_errors_name_the_file() -> None:

@@ -200,8 +200,15 @@ def cut_windows(
     ``pad="drop"``: the trailing remainder is dropped and a record shorter
     than one window is an error. ``pad="zero"``: the remainder (and a short
     record) is zero-padded into one last window; ``n_pad`` says how many
-    samples of each window are padding.
+    samples of each window are padding. ``pad="end"``: the remainder gets
+    one last window that *ends at the record's end* (overlapping the one
+    before it), so every sample is covered by real signal; only a record
+    shorter than one window is zero-padded. Why: a record-level score pools
+    all of a record's windows, and a last window of 1 s of signal and 9 s
+    of zeros would pull the pooled feature towards "flat line".
     """
+    if pad not in ("drop", "zero", "end"):
+        raise DataError(f"{where}: pad must be 'drop', 'zero' or 'end', got {pad!r}")
     stride = window if stride is None else stride
     c, length = signal.shape
     if length < window and pad == "drop":
@@ -211,6 +218,8 @@ def cut_windows(
     covered = starts[-1] + window if starts else 0
     if pad == "zero" and covered < length:
         starts.append(k_full * stride)
+    elif pad == "end" and covered < length:
+        starts.append(max(length - window, 0))
     need = starts[-1] + window
     x = signal if need <= length else np.concatenate([signal, np.zeros((c, need - length), signal.dtype)], axis=1)
     start = np.asarray(starts, dtype=np.int64)

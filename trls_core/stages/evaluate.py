@@ -63,8 +63,58 @@ def units_for(params: Params) -> list[Unit]:
     return plan_units(ev.fractions, ev.seeds, random_control=True, spectrogram_control=True)
 
 
+def evaluation_dir(root: Path, params: Params) -> Path:
+    """``reports/<dataset>/``, or ``reports/<dataset>/from_<source>/`` for a transfer.
+
+    A transfer (``pretrain.dataset`` != ``evaluate.dataset``: an encoder
+    pretrained on one dataset probed and fine-tuned on another) keeps its
+    own folder, so its report never overwrites the target's own-pretraining
+    report and both can be compared.
+    """
+    ev, pp = params.evaluate, params.pretrain
+    base = report_dir(root, ev.dataset)
+    return base if pp.dataset == ev.dataset else base / f"from_{pp.dataset}"
+
+
 def units_dir(root: Path, params: Params) -> Path:
-    return report_dir(root, params.evaluate.dataset) / "units" / params.evaluate.task
+    return evaluation_dir(root, params) / "units" / params.evaluate.task
+
+
+#: What an encoder's input must share with the data it embeds (the normaliser is fitted per dataset).
+_TRANSFER_STFT_KEYS = ("n_fft", "hop", "win_length", "window", "center", "log_eps", "fmax_bin")
+
+
+def check_transfer(encoder_json: Path, meta: dict[str, Any], meta_path: Path) -> None:
+    """Fail, naming the setting and both files, when data cannot feed a pretrained encoder.
+
+    The encoder records its preprocessing (``encoder.json``: channels, rate,
+    STFT settings). A target dataset at another rate or with other STFT
+    settings would give spectrograms whose rows mean other frequencies: the
+    fix is the target's own ``<dataset>.parquet.target_fs`` (resample) and
+    ``<dataset>.spectrogram`` settings, which the message names. Window
+    length may differ: the TFRNN pools over time, so a shorter window gives
+    fewer frames, not other features.
+    """
+    try:
+        cfg = json.loads(encoder_json.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{encoder_json}: unreadable encoder config ({exc}); rerun `trls pretrain`") from None
+    ds = meta.get("dataset", "?")
+    problems = []
+    if int(cfg.get("in_channels", -1)) != int(meta.get("n_channels", -2)):
+        problems.append(f"channels: the encoder reads {cfg.get('in_channels')}, the data has "
+                        f"{meta.get('n_channels')} (set {ds}.parquet.channels)")
+    if cfg.get("fs") is not None and meta.get("fs") is not None and float(cfg["fs"]) != float(meta["fs"]):
+        problems.append(f"rate: the encoder was trained at {cfg['fs']:g} Hz, the data is at {float(meta['fs']):g} Hz "
+                        f"(set {ds}.parquet.target_fs: {cfg['fs']:g})")
+    enc_stft, data_stft = cfg.get("stft") or {}, meta.get("stft") or {}
+    diff = {k: (enc_stft.get(k), data_stft.get(k)) for k in _TRANSFER_STFT_KEYS
+            if enc_stft and enc_stft.get(k) != data_stft.get(k)}
+    if diff:
+        problems.append("spectrogram: " + ", ".join(f"{ds}.spectrogram.{k} is {d!r}, the encoder's is {e!r}"
+                                                    for k, (e, d) in diff.items()))
+    if problems:
+        raise DataError(f"cannot embed {meta_path} with the encoder of {encoder_json}: " + "; ".join(problems))
 
 
 def unit_file(root: Path, params: Params, unit: Unit) -> Path:
@@ -98,6 +148,7 @@ class EvalContext:
     _encoders: dict[int, tuple[nn.Module, str]]
     score_classes: list[str] | None = None  # the task's own F1 subset (CinC 2017: N, A, O)
     test_records: np.ndarray | None = None  # record index of each test window, when the data has them
+    records: dict[str, np.ndarray] | None = None  # record of each window per split (evaluate.level: record)
 
     @property
     def select_classes(self) -> list[str] | None:
@@ -150,6 +201,8 @@ class EvalContext:
         if self.select_classes:
             # only when it differs from macro-F1: results of tasks without score classes stay current
             blob["select_classes"] = self.select_classes
+        if ev.level != "window":  # only when set, so window-level results stay current
+            blob["level"] = ev.level
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -229,9 +282,25 @@ def load_context(root: Path, params: Params) -> EvalContext:
     else:
         splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
     data = apply_budget({f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}, ev)
+    if pp.dataset != ev.dataset and input_kind(params) != "raw":
+        enc_json = model_dir(root, pp.dataset, params.model.encoder, pp.seeds[0]) / "encoder.json"
+        if not enc_json.is_file():
+            raise DataError(f"{enc_json} not found: pretrain on {pp.dataset!r} first (`trls pretrain`)")
+        check_transfer(enc_json, meta, sdir / "meta.json")
     test_records = load_records(sdir, "test")[0].numpy() if meta.get("records") else None
+    records = None
+    if ev.level == "record":
+        if not meta.get("records"):
+            raise DataError(f"{sdir / 'meta.json'}: evaluate.level is 'record' but dataset {ev.dataset!r} has no "
+                            "record ids (records.json); use evaluate.level: window")
+        records = {s: load_records(sdir, s)[0].numpy() for s in ("train", "val", "test")}
+        for s, r in records.items():
+            if len(r) != len(data[f"y_{s}"]):
+                raise DataError(f"{sdir / (s + '.safetensors')}: {len(r)} record ids for {len(data[f'y_{s}'])} "
+                                "windows (field 'record_idx'); rebuild the spectrograms (`dvc repro`)")
     return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {},
-                       score_classes=task_info(meta, ev.task).get("score_classes"), test_records=test_records)
+                       score_classes=task_info(meta, ev.task).get("score_classes"), test_records=test_records,
+                       records=records)
 
 
 def read_unit(path: Path) -> dict[str, Any]:
@@ -260,7 +329,8 @@ def evaluate_unit(
     either no file or the previous complete one.
     """
     from trls_core.data.windows import label_fraction_indices
-    from trls_core.metrics import task_scores
+    from trls_core.metrics import record_level_scores, task_scores
+    from trls_core.pooling import Groups
     from trls_core.protocol import run_unit, strip_arrays
 
     ctx = ctx or load_context(root, params)
@@ -282,8 +352,14 @@ def evaluate_unit(
         probe_kwargs={"c_grid": tuple(ev.c_grid), "select_classes": ctx.select_classes},
         device=ctx.device,
         progress=progress,
+        records=ctx.records,
     )
-    if isinstance(result.get("y_pred"), np.ndarray):  # task score and record-level votes
+    if ctx.records is not None:  # record-level unit: the headline is per record, windows beside it
+        y_win = np.asarray(ctx.data["y_test"])
+        y_rec = Groups.of(ctx.records["test"]).labels(y_win, "test")
+        result.update(record_level_scores(y_rec, result["y_pred"], y_win, result.get("y_pred_windows"),
+                                          ctx.class_names, ctx.score_classes))
+    elif isinstance(result.get("y_pred"), np.ndarray):  # task score and record-level votes
         result.update(task_scores(np.asarray(ctx.data["y_test"]), result["y_pred"], ctx.class_names,
                                   ctx.score_classes, ctx.test_records))
     result = strip_arrays(result)
@@ -339,12 +415,15 @@ def write_reports(
         "pretrain_seeds": list(pp.seeds),
         "pretrain_subset_fraction": pp.subset_fraction,
         "pretrain_method": pp.method,
+        "pretrain_dataset": pp.dataset,
         "encoder": params.model.encoder,
         "input": "raw" if ctx.data["x_train"].dim() == 3 else "spectrogram",
         "budget": evaluation_budget(ev),
+        "level": ev.level,
         "selected_by": selection_rule(ctx.select_classes),
         "finetune_budget": finetune_budget(ev),
         "n_windows": {s: int(len(ctx.data[f"y_{s}"])) for s in ("train", "val", "test")},
+        **({"n_records": {s: int(np.unique(r).size) for s, r in ctx.records.items()}} if ctx.records else {}),
         "spectrogram": ctx.meta.get("stft"),
         "parquet_sha256": ctx.meta.get("parquet_sha256"),
         "machine": _machine(),
@@ -352,7 +431,7 @@ def write_reports(
         "unit_seconds": round(unit_total, 1),
         "wall_seconds": round(wall_seconds if wall_seconds is not None else unit_total, 1),
     }
-    rdir = report_dir(root, ev.dataset)
+    rdir = evaluation_dir(root, params)
     write_metrics_json(out, report_file(rdir, "metrics.json", ev.task))
     write_summary_md(out, report_file(rdir, "summary.md", ev.task))
     first = out["per_seed"][0]["linear_probe"]
@@ -362,8 +441,9 @@ def write_reports(
     z_test = embed(ctx.encoder(ev.seeds[0]), ctx.data["x_test"], 512, ctx.device)
     plot_tsne(z_test, np.asarray(ctx.data["y_test"]), ctx.class_names, report_file(rdir, "tsne.png", ev.task),
               seed=0, max_points=ev.tsne_points)
-    plot_label_fraction_curve(out["finetune"], report_file(rdir, "label_fractions.png", ev.task),
-                              reference=out["linear_probe"])
+    if out["finetune"]:  # a probe-only evaluation (fractions: []) has no curve to draw
+        plot_label_fraction_curve(out["finetune"], report_file(rdir, "label_fractions.png", ev.task),
+                                  reference=out["linear_probe"])
     logger.info("reports written to %s", rdir)
     return rdir
 

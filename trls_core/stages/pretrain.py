@@ -50,10 +50,12 @@ def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
 
     method = params.pretrain.method
     pre = ({"method": method, "dataset": params.pretrain.dataset} if method == "none"
-           else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length"}))
+           else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length", "positives"}))
     if method == "ts2vec" and params.pretrain.max_train_length is not None:
         # only the method that reads it, and only when set: stored runs of every method stay current
         pre["max_train_length"] = params.pretrain.max_train_length
+    if params.pretrain.positives != "views":  # only when set, for the same reason
+        pre["positives"] = params.pretrain.positives
     blob = {
         "encoder": {"name": params.model.encoder, "kwargs": params.model.encoder_kwargs()},
         "heads": params.model.heads.model_dump() if method in ("byol", "simclr", "ts_tcc") else None,
@@ -143,7 +145,19 @@ def pretrain_seed(
     sdir = spectrogram_dir(root, pp.dataset)
     meta = load_meta(sdir)
     train_x = train_inputs(root, params)
-    x = train_x[training_subset(len(train_x), pp.subset_fraction, seed)]
+    subset = training_subset(len(train_x), pp.subset_fraction, seed)
+    x = train_x[subset]
+    pairs = None
+    if pp.positives == "record":
+        from trls_core.data.tensors import load_records
+        from trls_core.train import RecordPairs
+
+        if not meta.get("records"):
+            raise DataError(f"{sdir / 'meta.json'}: pretrain.positives is 'record' but dataset {pp.dataset!r} "
+                            "has no record ids; use pretrain.positives: views")
+        if pp.method not in ("byol", "simclr") or x.dim() != 4:
+            raise DataError(f"pretrain.positives 'record' applies to byol/simclr on spectrograms, not {pp.method!r}")
+        pairs = RecordPairs(load_records(sdir, "train")[0][subset])
     out = model_dir(root, pp.dataset, params.model.encoder, seed)
     out.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(params, seed, meta)
@@ -203,7 +217,7 @@ def pretrain_seed(
             epochs=pp.epochs, batch_size=min(pp.batch_size, len(x)), lr=pp.lr,
             weight_decay=pp.weight_decay, tau_base=pp.tau_base, device=device, seed=seed,
             warmup_epochs=pp.warmup_epochs, start_epoch=start_epoch, optimizer_state=opt_state,
-            on_epoch=_on_epoch, on_checkpoint=_on_checkpoint, progress=progress,
+            on_epoch=_on_epoch, on_checkpoint=_on_checkpoint, progress=progress, pairs=pairs,
         )
     trained = model.encoder if model is not None else encoder
     enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}

@@ -1,0 +1,93 @@
+"""CinC 2017 at record level, several pretraining seeds: TRLS against its floors -> docs/results/cinc2017-record.json.
+
+Why a benchmark and not a test: one seed's pretraining and evaluation take
+~20 min on 2 cores. Everything runs through the project's own commands with
+the ``cinc_record`` profile (params.yaml) plus ``--set`` overlays, so the
+numbers are what a user gets from ``trls pretrain`` / ``trls evaluate`` /
+``trls floors``:
+
+    python bench/cinc_record.py --seeds 0 1 2 [--set pretrain.positives=record] [--out docs/results/cinc2017-record.json]
+
+Writes ``{"metric": "record_challenge_f1", "split": "test", "methods": {"trls": {"linear_probe": [...],
+"finetune_0.1": [...], "finetune_1.0": [...]}}, "floors": {"majority": x, "rr_features_gbm": [...],
+"pixels_linear": x, "untrained_linear": [...]}}`` plus the settings, the window-level scores beside the
+record ones, and the wall time of each step. Test scores are reported; every choice was made on validation
+records (C, the fine-tuning epoch, the GBM's settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trls_core.io import write_json  # noqa: E402
+
+
+def _trls(*args: str) -> float:
+    """Run one ``trls`` command from the project's venv; returns its wall seconds (fails loudly)."""
+    exe = Path(sys.executable).with_name("trls")
+    t0 = time.perf_counter()
+    print("+ trls", " ".join(args), flush=True)
+    subprocess.run([str(exe), *args], cwd=ROOT, check=True)
+    return round(time.perf_counter() - t0, 1)
+
+
+def _values(agg: dict[str, Any], key: str) -> list[float]:
+    return [float(v) for v in agg.get(key, {}).get("values", [])]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set for pretrain and evaluate")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "cinc2017-record.json")
+    ap.add_argument("--skip-floors", action="store_true", help="reuse reports/cinc2017/floors.json")
+    args = ap.parse_args()
+    seeds = json.dumps(args.seeds)
+    common = ["--profile", "cinc_record", "--set", f"pretrain.seeds={seeds}", "--set", f"evaluate.seeds={seeds}"]
+    for s in args.sets:
+        common += ["--set", s]
+    times = {"pretrain_s": _trls("pretrain", *common), "evaluate_s": _trls("evaluate", *common)}
+    if not args.skip_floors:
+        times["floors_s"] = _trls("floors", "--profile", "cinc_record", "--set", f"evaluate.seeds={seeds}")
+    rdir = ROOT / "reports" / "cinc2017"
+    m = json.loads((rdir / "metrics_af.json").read_text())
+    floors = json.loads((rdir / "floors.json").read_text())
+    key = "record_challenge_f1"
+    ctrl = m["controls"]
+    out = {
+        "metric": key,
+        "split": "test (whole: every test record)",
+        "methods": {"trls": {"linear_probe": _values(m["linear_probe"], key),
+                             **{f"finetune_{f}": _values(m["finetune"][f], key) for f in m["fractions"]}}},
+        "floors": {
+            "majority": floors["majority"][key],
+            "rr_features_gbm": [r[key] for r in floors["rr_features_gbm"]["runs"]],
+            "pixels_linear": _values(ctrl["spectrogram_linear"], key)[0],
+            "untrained_linear": _values(ctrl["random_encoder_linear"], key),
+        },
+        "window_level": {"linear_probe": _values(m["linear_probe"], "window_challenge_f1"),
+                         **{f"finetune_{f}": _values(m["finetune"][f], "window_challenge_f1") for f in m["fractions"]}},
+        "seeds": args.seeds,
+        "settings": {"profile": "cinc_record", "set": args.sets, "spectrogram": m.get("spectrogram"),
+                     "n_records": m.get("n_records"), "n_windows": m.get("n_windows"),
+                     "finetune_budget": m.get("finetune_budget"), "selected_by": m.get("selected_by")},
+        "seconds": times,
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+    }
+    write_json(args.out, out)
+    print(json.dumps({k: out[k] for k in ("methods", "floors")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

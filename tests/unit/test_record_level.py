@@ -1,0 +1,119 @@
+"""Record-level evaluation: pooling, record fractions, pooled fine-tuning, record positive pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trls_core.data.windows import label_fraction_indices
+from trls_core.errors import DataError
+from trls_core.evaluate import embed, finetune, linear_probe
+from trls_core.pooling import Groups
+from trls_core.protocol import Unit, run_unit
+from trls_core.train import RecordPairs
+
+SHAPE = (1, 4, 5)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_groups_mean_labels_and_windows() -> None:
+    rec = np.array([7, 3, 7, 3, 9])
+    g = Groups.of(rec)
+    assert g.ids.tolist() == [3, 7, 9] and g.counts.tolist() == [2, 2, 1] and len(g) == 5 and g.n == 3
+    z = np.array([[1.0, 0.0], [2.0, 2.0], [3.0, 4.0], [4.0, 6.0], [5.0, 5.0]])
+    np.testing.assert_allclose(g.mean(z), [[3.0, 4.0], [2.0, 2.0], [5.0, 5.0]])
+    assert g.labels(np.array([1, 0, 1, 0, 2])).tolist() == [0, 1, 2]
+    assert g.windows_of(np.array([0, 2])).tolist() == [1, 3, 4]  # the windows of records 3 and 9
+    with pytest.raises(DataError, match="record 7 has windows with different labels"):
+        g.labels(np.array([1, 0, 2, 0, 2]))
+    with pytest.raises(DataError, match="3 rows but 5 windows"):
+        g.mean(z[:3])
+
+
+def _record_data(n_records: int, seed: int, windows: int = 3) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Records of ``windows`` windows each; a record's class shows only weakly in each window
+    (noise dominates) but clearly in the mean of its windows, as a rhythm shows over a recording."""
+    g = torch.Generator().manual_seed(seed)
+    y_rec = torch.arange(n_records) % 2
+    rec = np.repeat(np.arange(n_records) + 1000 * seed, windows)
+    y = y_rec.repeat_interleave(windows)
+    x = torch.randn((len(y), *SHAPE), generator=g) * 2.0
+    x[y == 1, :, 1, :] += 1.2
+    return x, y, rec
+
+
+def _probe(z, y, zv, yv, zt, yt):  # type: ignore[no-untyped-def]
+    return linear_probe(z, y, zt, yt, ["a", "b"], z_val=zv, y_val=yv, c_grid=(0.1, 1.0))
+
+
+def test_record_probe_scores_records_and_beats_windows() -> None:
+    tr, va, te = _record_data(60, 0, 8), _record_data(30, 1, 8), _record_data(40, 2, 8)
+    data = {"x_train": tr[0], "y_train": tr[1], "x_val": va[0], "y_val": va[1], "x_test": te[0], "y_test": te[1]}
+    records = {"train": tr[2], "val": va[2], "test": te[2]}
+    out = run_unit(Unit("spectrogram_linear", 0), data, ["a", "b"], probe_kwargs={"c_grid": (0.1, 1.0)},
+                   records=records)
+    assert out["y_pred"].shape == (40,) and out["y_pred_windows"].shape == (320,)
+    assert out["n_train"] == 60  # fitted on records, not windows
+    windows = run_unit(Unit("spectrogram_linear", 0), data, ["a", "b"], probe_kwargs={"c_grid": (0.1, 1.0)})
+    assert out["accuracy"] > windows["accuracy"] + 0.1  # pooling 8 windows averages the noise out
+    win_acc = float((out["y_pred_windows"] == te[1].numpy()).mean())
+    assert win_acc < out["accuracy"]
+    with pytest.raises(DataError, match="missing the records"):
+        run_unit(Unit("spectrogram_linear", 0), data, ["a", "b"], records={"train": tr[2]})
+
+
+def test_record_fraction_takes_whole_records() -> None:
+    tr, va, te = _record_data(40, 0), _record_data(10, 1), _record_data(10, 2)
+    data = {"x_train": tr[0], "y_train": tr[1], "x_val": va[0], "y_val": va[1], "x_test": te[0], "y_test": te[1]}
+    records = {"train": tr[2], "val": va[2], "test": te[2]}
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 6), nn.ReLU())
+    out = run_unit(Unit("finetune", 0, 0.25), data, ["a", "b"], encoder_factory=lambda s: enc,
+                   fraction_indices=label_fraction_indices, records=records,
+                   finetune_kwargs=dict(epochs=1, batch_size=8, lr=1e-3, encoder_lr=0.0, weight_decay=0.0,
+                                        probe_c_grid=(1.0,)))
+    assert out["n_train_records"] == 10 and out["n_train"] == 30  # 25 % of 40 records, all 3 windows each
+    assert out["y_pred"].shape == (10,) and out["y_pred_windows"].shape == (30,)
+
+
+def test_record_finetune_starts_as_the_record_probe() -> None:
+    """LP-FT at record level: with nothing trained, the kept model predicts what the probe on
+    record-mean embeddings predicts (a linear head of the mean = the mean of the heads)."""
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 8), nn.ReLU())
+    (x, y, r), (xv, yv, rv), (xt, yt, rt) = _record_data(40, 0), _record_data(16, 1), _record_data(20, 2)
+    out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=2, batch_size=16, lr=0.0, encoder_lr=0.0,
+                   weight_decay=0.0, seed=0, progress=False, probe_c_grid=(0.1, 1.0),
+                   train_records=r, val_records=rv, test_records=rt)
+    g, gv, gt = Groups.of(r), Groups.of(rv), Groups.of(rt)
+    z = lambda a: embed(enc, a)  # noqa: E731
+    probe = _probe(g.mean(z(x)), g.labels(y), gv.mean(z(xv)), gv.labels(yv), gt.mean(z(xt)), gt.labels(yt))
+    assert out["best_epoch"] == 0 and out["n_records"] == 20
+    np.testing.assert_array_equal(out["y_pred"], probe["y_pred"])
+    with pytest.raises(DataError, match="needs train_records, val_records and test_records"):
+        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=1, batch_size=16, lr=0.0, encoder_lr=0.0,
+                 weight_decay=0.0, seed=0, progress=False, train_records=r)
+
+
+def test_record_pairs_draw_another_window_of_the_same_record() -> None:
+    rec = torch.tensor([5, 5, 5, 7, 9, 9, 5])
+    pairs = RecordPairs(rec)
+    gen = torch.Generator().manual_seed(0)
+    seen: set[tuple[int, int]] = set()
+    for _ in range(50):
+        idx = torch.arange(7)
+        q = pairs.partner(idx, gen)
+        assert torch.equal(rec[q], rec)  # same record
+        assert q[3] == 3  # a single-window record pairs with itself
+        assert bool((q[[0, 1, 2, 4, 5, 6]] != idx[[0, 1, 2, 4, 5, 6]]).all())  # otherwise another window
+        seen.update(zip(idx.tolist(), q.tolist()))
+    assert {(0, 1), (0, 2), (0, 6)} <= seen  # every other window of the record is drawn
