@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 compare clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -71,6 +71,22 @@ compare: setup
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json
 bench-cinc2017: setup
 	$(BIN)/python bench/bench_cinc2017.py --mirror $(TRLS_DATA_MIRROR)
+
+# CinC 2017 at record level (profile cinc_record): floors on the evaluation's record splits
+# (majority, RR-interval features + gradient boosting) -> reports/cinc2017/floors.json
+floors: setup
+	$(BIN)/dvc repro spectrogram@cinc2017
+	$(BIN)/trls floors --profile cinc_record --set "evaluate.seeds=[0, 1, 2]"
+
+# TRLS over 3 pretraining seeds against the floors (~20 min per seed on 2 cores)
+# -> docs/results/cinc2017-record.{json,png}
+bench-cinc-record: setup
+	$(BIN)/dvc repro spectrogram@cinc2017
+	$(BIN)/python bench/cinc_record.py --seeds 0 1 2
+
+# The CinC encoders (bench-cinc-record first) probed on UCR ECG200 -> docs/results/transfer-ecg200.{json,png}
+bench-transfer: setup
+	$(BIN)/python bench/transfer_ecg200.py --seeds 0 1 2
 
 clean-venv:
 	rm -rf $(VENV)

@@ -86,6 +86,12 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
     }
     write_json(args.out, out)
+    from trls_core.plots import plot_score_bars
+
+    bars = {f"TRLS {k.replace('_', ' ')}": v for k, v in out["methods"]["trls"].items()}
+    bars.update({f"floor: {k.replace('_', ' ')}": v for k, v in out["floors"].items()})
+    plot_score_bars(bars, args.out.with_suffix(".png"), "record challenge F1 (test records)",
+                    f"CinC 2017 at record level, {len(args.seeds)} pretraining seeds")
     print(json.dumps({k: out[k] for k in ("methods", "floors")}, indent=1))
 
 

@@ -81,6 +81,11 @@ def main() -> None:
         "seconds": times,
     }
     write_json(args.out, out)
+    from trls_core.plots import plot_score_bars
+
+    plot_score_bars({k: out[k] for k in ("trls_from_cinc2017", "trls_own", "untrained_linear", "pixels_linear")},
+                    args.out.with_suffix(".png"), "linear-probe accuracy (ECG200_TEST)",
+                    "ECG200: CinC 2017 encoder vs its own data")
     print(json.dumps(out, indent=1))
 
 

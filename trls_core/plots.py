@@ -196,3 +196,36 @@ def plot_label_fraction_curve(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_score_bars(
+    scores: Mapping[str, Sequence[float] | float],
+    path: str | os.PathLike[str],
+    metric: str,
+    title: str = "",
+) -> None:
+    """Horizontal bars of ``mean ± std`` per setting, every seed's value as a dot (scores in [0, 1]).
+
+    Why dots: with 3 seeds a mean hides whether a margin is beyond the seed
+    spread, which is the question these benchmark pages answer.
+    """
+    if not scores:
+        raise ValueError("plot_score_bars: no scores")
+    names = list(scores)
+    vals = [np.atleast_1d(np.asarray(scores[n], dtype=float)) for n in names]
+    fig, axes = _figure(7.0, 0.45 * len(names) + 1.2)
+    ax = axes[0][0]
+    y = np.arange(len(names))[::-1]
+    means = [float(v.mean()) for v in vals]
+    stds = [float(v.std(ddof=1)) if v.size > 1 else 0.0 for v in vals]
+    ax.barh(y, means, xerr=stds, color=_colors(len(names)), alpha=0.6, capsize=3)
+    for yi, v in zip(y, vals):
+        ax.plot(v, np.full(v.size, yi), "k.", ms=4)
+    for yi, m in zip(y, means):
+        ax.text(min(m + 0.01, 0.98), yi, f"{m:.3f}", va="center", fontsize=8)
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(metric)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)

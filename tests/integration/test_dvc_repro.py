@@ -95,11 +95,11 @@ def test_dvc_repro_epilepsy(tmp_path: Path) -> None:
     assert sum(meta["counts"][s]["binary"]["1"] for s in ("train", "val", "test")) == 2_300
     assert (proj / "dvc.lock").is_file()
     cinc = json.loads((proj / "data/parquet/cinc2017/summary.json").read_text())
-    assert cinc["n_windows"] == TINY_CINC_RECORDS * 3 and cinc["n_rejected"] == 0
+    assert cinc["n_windows"] == TINY_CINC_RECORDS * 2 and cinc["n_rejected"] == 0
     assert (proj / "data/parquet/cinc2017/rejected.json").is_file()
     cmeta = json.loads((proj / "data/spectrograms/cinc2017/meta.json").read_text())
     assert cmeta["tasks"]["af"]["classes"] == ["N", "A", "O", "~"]
-    assert sum(cmeta["counts"][s]["n"] for s in ("train", "val", "test")) == TINY_CINC_RECORDS * 3
+    assert sum(cmeta["counts"][s]["n"] for s in ("train", "val", "test")) == TINY_CINC_RECORDS * 2
 
     # nothing changed -> nothing reruns
     again = subprocess.run([_dvc(), "repro"], cwd=proj, env=env, capture_output=True, text=True)

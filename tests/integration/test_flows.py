@@ -124,13 +124,22 @@ def test_pretrain_and_finetune_flows_complete(tiny_project: Path, tiny_params: P
         assert all(r.info.status == "FINISHED" for r in runs.values())
 
 
-def _task_run_names(flow_run_id: Any) -> list[str]:
+def _task_run_names(flow_run_id: Any, expect: int = 0, timeout_s: float = 30.0) -> list[str]:
+    """Task-run names of a flow run. Prefect 3 records task runs from events sent in the
+    background, so on a loaded machine the API can lag the finished flow by seconds: wait
+    (bounded) until at least ``expect`` task runs are recorded."""
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return [r.name for r in runs]
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if len(runs) >= expect or time.monotonic() > deadline:
+                return [r.name for r in runs]
+            time.sleep(0.5)
 
 
 def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
@@ -150,7 +159,7 @@ def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
     params = load_params(tiny_params)
     units = units_for(params)
     assert len(units) == 2 * (1 + 2 + 1) + 1  # 2 seeds x (probe, 2 fractions, random ctrl) + pixel ctrl
-    names = _task_run_names(state.state_details.flow_run_id)
+    names = _task_run_names(state.state_details.flow_run_id, expect=len(units) + 1)  # the units + report
     assert sorted(n for n in names if "seed=" in n) == sorted(u.name for u in units)
     assert sum(n.startswith("report") for n in names) == 1
     first = json.loads(Path(state.result(), "metrics.json").read_text())

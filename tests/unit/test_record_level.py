@@ -117,3 +117,45 @@ def test_record_pairs_draw_another_window_of_the_same_record() -> None:
         assert bool((q[[0, 1, 2, 4, 5, 6]] != idx[[0, 1, 2, 4, 5, 6]]).all())  # otherwise another window
         seen.update(zip(idx.tolist(), q.tolist()))
     assert {(0, 1), (0, 2), (0, 6)} <= seen  # every other window of the record is drawn
+
+
+def test_transfer_check_names_the_setting_and_both_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from trls_core.stages.evaluate import check_transfer
+
+    enc = tmp_path / "models" / "cinc2017" / "tfrnn_seed0" / "encoder.json"
+    enc.parent.mkdir(parents=True)
+    stft = {"n_fft": 128, "hop": 16, "win_length": None, "window": "hann", "center": True, "log_eps": 1e-3,
+            "fmax_bin": 43, "normalisation": "train_per_freq"}
+    enc.write_text(json.dumps({"config": {"in_channels": 1, "fs": 150.0, "stft": stft}}))
+    meta_path = tmp_path / "data" / "spectrograms" / "ecg200" / "meta.json"
+    ok = {"dataset": "ecg200", "n_channels": 1, "fs": 150.0, "stft": {**stft, "normalisation": "per_window"}}
+    check_transfer(enc, ok, meta_path)  # the normaliser is the target's own: not a mismatch
+    with pytest.raises(DataError, match=r"ecg200/meta.json with the encoder of .*encoder.json: channels: the "
+                                        r"encoder reads 1, the data has 2 \(set ecg200.parquet.channels\)"):
+        check_transfer(enc, {**ok, "n_channels": 2}, meta_path)
+    with pytest.raises(DataError, match=r"rate: .* 150 Hz, the data is at 120 Hz \(set ecg200.parquet.target_fs: 150\)"):
+        check_transfer(enc, {**ok, "fs": 120.0}, meta_path)
+    with pytest.raises(DataError, match=r"ecg200.spectrogram.n_fft is 64, the encoder's is 128"):
+        check_transfer(enc, {**ok, "stft": {**stft, "n_fft": 64}}, meta_path)
+    enc.write_text("{not json")
+    with pytest.raises(DataError, match="encoder.json: unreadable encoder config"):
+        check_transfer(enc, ok, meta_path)
+
+
+def test_set_overrides_are_validated_like_params() -> None:
+    from trls_core.config import ConfigError, load_params, parse_overrides
+
+    assert parse_overrides(["pretrain.epochs=3", "model.tfrnn.stem_stride=[2, 2]", "evaluate.fractions=[]"]) == {
+        "pretrain": {"epochs": 3}, "model": {"tfrnn": {"stem_stride": [2, 2]}}, "evaluate": {"fractions": []}}
+    p = load_params(profile="cinc_record", sets=["pretrain.positives=record", "pretrain.epochs=2"])
+    assert p.pretrain.positives == "record" and p.pretrain.epochs == 2 and p.evaluate.level == "record"
+    with pytest.raises(ConfigError, match="pretrain.epochs: Input should be greater than 0"):
+        load_params(sets=["pretrain.epochs=0"])
+    with pytest.raises(ConfigError, match="pretrain.positve: unknown key"):
+        load_params(sets=["pretrain.positve=record"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        parse_overrides(["pretrain.epochs"])
+    with pytest.raises(ConfigError, match="label_pool and val_windows must be null"):
+        load_params(profile="cinc_record", sets=["evaluate.label_pool=100"])
