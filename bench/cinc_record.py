@@ -21,25 +21,26 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _scripts import run_trls as _trls  # noqa: E402
 from trls_core.io import write_json  # noqa: E402
 
 
-def _trls(*args: str) -> float:
-    """Run one ``trls`` command from the project's venv; returns its wall seconds (fails loudly)."""
-    exe = Path(sys.executable).with_name("trls")
-    t0 = time.perf_counter()
-    print("+ trls", " ".join(args), flush=True)
-    subprocess.run([str(exe), *args], cwd=ROOT, check=True)
-    return round(time.perf_counter() - t0, 1)
+def _stored_compute(seeds: list[int]) -> dict[str, Any]:
+    """What the stored results cost when they ran: BYOL epochs per seed and each evaluation unit."""
+    models = ROOT / "models" / "cinc2017"
+    units = ROOT / "reports" / "cinc2017" / "units" / "af"
+    return {
+        "pretrain_s": {s: round(sum(h["seconds"] for h in json.loads(
+            (models / f"tfrnn_seed{s}" / "encoder.json").read_text())["history"]), 1) for s in seeds},
+        "units_s": {f.stem: json.loads(f.read_text())["result"].get("unit_seconds") for f in sorted(units.glob("*.json"))},
+    }
 
 
 def _values(agg: dict[str, Any], key: str) -> list[float]:
@@ -82,7 +83,8 @@ def main() -> None:
         "settings": {"profile": "cinc_record", "set": args.sets, "spectrogram": m.get("spectrogram"),
                      "n_records": m.get("n_records"), "n_windows": m.get("n_windows"),
                      "finetune_budget": m.get("finetune_budget"), "selected_by": m.get("selected_by")},
-        "seconds": times,
+        "seconds": times,  # this run's wall time (steps whose results were current are reused)
+        "stored_compute_s": _stored_compute(args.seeds),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
     }
     write_json(args.out, out)

@@ -24,23 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _scripts import run_trls as _trls  # noqa: E402
 from trls_core.io import write_json  # noqa: E402
-
-
-def _trls(*args: str) -> float:
-    exe = Path(sys.executable).with_name("trls")
-    t0 = time.perf_counter()
-    print("+ trls", " ".join(args), flush=True)
-    subprocess.run([str(exe), *args], cwd=ROOT, check=True)
-    return round(time.perf_counter() - t0, 1)
 
 
 def _acc(path: Path) -> tuple[list[float], dict]:

@@ -221,8 +221,8 @@ def plot_score_bars(
     ax.barh(y, means, xerr=stds, color=_colors(len(names)), alpha=0.6, capsize=3)
     for yi, v in zip(y, vals):
         ax.plot(v, np.full(v.size, yi), "k.", ms=4)
-    for yi, m in zip(y, means):
-        ax.text(min(m + 0.01, 0.98), yi, f"{m:.3f}", va="center", fontsize=8)
+    for yi, m, sd, v in zip(y, means, stds, vals):
+        ax.text(min(max(m + sd, float(v.max())) + 0.015, 0.95), yi, f"{m:.3f}", va="center", fontsize=8)
     ax.set_yticks(y, names)
     ax.set_xlim(0, 1)
     ax.set_xlabel(metric)

@@ -15,14 +15,7 @@ from trls_core.protocol import Unit, run_unit
 from trls_core.train import RecordPairs
 
 SHAPE = (1, 4, 5)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.unit.test_evaluate import _one_torch_thread  # noqa: F401  (autouse: tiny models, one thread)
 
 
 def test_groups_mean_labels_and_windows() -> None:
