@@ -468,7 +468,8 @@ def finetune(
     g_tr = Groups.of(train_records, "finetune train records") if train_records is not None else None
     g_va = Groups.of(val_records, "finetune val records") if val_records is not None else None
     g_te = Groups.of(test_records, "finetune test records") if test_records is not None else None
-    if g_va is not None and g_te is not None:
+    yva_windows = yva  # the probe that initialises the head pools them itself
+    if g_va is not None and g_te is not None:  # all three or none (checked above)
         yva, yte = g_va.labels(yva, "finetune val"), g_te.labels(yte, "finetune test")
 
     device = torch.device(device)
@@ -481,9 +482,8 @@ def finetune(
             rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
         model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
         if head_init == "linear_probe":
-            _init_head_from_probe(model, x_train, ytr, x_val, _to_numpy_labels(y_val, "finetune y_val"),
-                                  n_classes, class_names, seed, probe_c_grid, eval_batch_size, device,
-                                  select_classes, g_tr, g_va)
+            _init_head_from_probe(model, x_train, ytr, x_val, yva_windows, n_classes, class_names, seed,
+                                  probe_c_grid, eval_batch_size, device, select_classes, g_tr, g_va)
         elif head_init != "random":
             raise DataError(f"finetune: head_init must be 'linear_probe' or 'random', got {head_init!r}")
         if augment is not None:

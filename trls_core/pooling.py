@@ -14,6 +14,7 @@ Pure numpy/scipy: no torch, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -48,6 +49,17 @@ class Groups:
     def __len__(self) -> int:
         return int(self.inverse.size)
 
+    @cached_property
+    def order(self) -> np.ndarray:
+        """Window indices sorted by record (stable): record ``r``'s windows are
+        ``order[starts[r] : starts[r] + counts[r]]``."""
+        return np.argsort(self.inverse, kind="stable")
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Where each record's windows begin in :attr:`order`."""
+        return np.cumsum(self.counts) - self.counts
+
     def mean_matrix(self) -> sparse.csr_matrix:
         """(n_records, n_windows) sparse matrix whose product with (N, D) features is the per-record mean."""
         n_win = self.inverse.size
@@ -67,10 +79,7 @@ class Groups:
         y = np.asarray(y).reshape(-1).astype(np.int64)
         if len(y) != self.inverse.size:
             raise DataError(f"{name}: {len(y)} labels but {self.inverse.size} windows")
-        first = np.full(self.n, -1, dtype=np.int64)
-        order = np.argsort(self.inverse, kind="stable")
-        starts = np.r_[0, np.cumsum(self.counts)[:-1]]
-        first[:] = y[order[starts]]
+        first = y[self.order[self.starts]]
         bad = np.flatnonzero(first[self.inverse] != y)
         if bad.size:
             rec = self.ids[self.inverse[bad[0]]].item()

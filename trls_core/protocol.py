@@ -199,7 +199,7 @@ def run_unit(
         out.pop("model", None)
         out["fraction"] = f
         if g is not None:
-            out["n_train_records"] = int(np.unique(np.asarray(records["train"])[idx]).size)
+            out["n_train_records"] = int(rows.size)
     elif unit.method == "spectrogram_linear":
         flat = {s: _flatten_numpy(x) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
         out = probe(flat["train"], flat["val"], flat["test"])

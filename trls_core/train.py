@@ -42,23 +42,23 @@ class RecordPairs:
     """
 
     def __init__(self, record_of_window: Tensor) -> None:
+        from trls_core.pooling import Groups
+
         rec = torch.as_tensor(record_of_window).long().reshape(-1)
         if rec.numel() == 0:
             raise ValueError("RecordPairs: no windows")
-        _, row = torch.unique(rec, return_inverse=True)
-        self.order = torch.argsort(row, stable=True)
-        self.counts = torch.bincount(row)
-        self.starts = torch.cumsum(self.counts, 0) - self.counts
-        self.row = row
-        pos = torch.empty_like(row)
-        pos[self.order] = torch.arange(rec.numel()) - self.starts[row[self.order]]
-        self.pos = pos
+        g = Groups.of(rec.numpy())
+        self.row, self.order = torch.as_tensor(g.inverse), torch.as_tensor(g.order)
+        self.counts, self.starts = torch.as_tensor(g.counts), torch.as_tensor(g.starts)
+        self.pos = torch.empty_like(self.row)  # each window's position among its record's windows
+        self.pos[self.order] = torch.arange(rec.numel()) - self.starts[self.row[self.order]]
 
     def partner(self, idx: Tensor, gen: torch.Generator) -> Tensor:
         """For each window index in ``idx``, a uniformly drawn *other* window of its record (itself if alone)."""
         r = self.row[idx]
         c = self.counts[r]
-        off = (torch.rand(idx.numel(), generator=gen) * (c - 1).clamp(min=1)).long().clamp(max=(c - 2).clamp(min=0))
+        # an offset in [0, c - 2] past the window itself (unused for a record of one window)
+        off = (torch.rand(idx.numel(), generator=gen) * (c - 1)).long().clamp(max=(c - 2).clamp(min=0))
         q = torch.where(c > 1, (self.pos[idx] + 1 + off) % c, self.pos[idx])
         return self.order[self.starts[r] + q]
 

@@ -8,8 +8,8 @@ the rhythm alone does not give. QRS complexes come from ``wfdb``'s gqrs
 records at 150 Hz it separated A from N by RR variability far better than
 xqrs (AUC 0.90 vs 0.76) at 27 vs 18 ms per record.
 
-Run ``python -m trls_core.floors.rr_features`` for seeds 0, 1, 2 and the
-majority floor (writes ``bench/results/rr_floor_cinc2017.json``).
+``trls floors`` (``trls_core.stages.floors``) runs it on the evaluation's
+record splits, one fit per evaluation seed, beside the majority floor.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import io
 import itertools
-import os
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -281,24 +280,3 @@ def majority_floor(parquet_dir: Path | str) -> dict[str, Any]:
     y = rec.loc[rec["split"] == "test", "label"].to_numpy(np.int64)
     return {"majority_class": classes[majority], **_scores(y, np.full_like(y, majority), classes, scored)}
 
-
-def main(root: Path = Path("."), seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
-    """The benchmark: seeds 0-2 + majority floor -> ``bench/results/rr_floor_cinc2017.json``."""
-    from trls_core.io import write_json
-    from trls_core.metrics import aggregate
-
-    pq_dir = root / "data" / "parquet" / "cinc2017"
-    cache = root / "data" / "floors" / "cinc2017" / "rr_features.npz"  # git-ignored, beside the data
-    runs = [fit_rr_floor(pq_dir, seed=s, cache_path=cache) for s in seeds]
-    keys = ("record_challenge_f1", "record_accuracy", "record_macro_f1")
-    out = {"benchmark": "cinc2017 RR/HRV features + HistGradientBoosting, record level",
-           "detector": "wfdb.processing.gqrs_detect", "features_version": FEATURES_VERSION,
-           "machine": {"cpu_count": os.cpu_count(), "load_avg_1_5_15": list(os.getloadavg())},
-           "feature_names": FEATURE_NAMES, "aggregate": {k: aggregate(r[k] for r in runs) for k in keys},
-           "runs": runs, "majority_floor": majority_floor(pq_dir)}
-    write_json(root / "bench" / "results" / "rr_floor_cinc2017.json", out)
-    return out
-
-
-if __name__ == "__main__":
-    main()

@@ -32,7 +32,7 @@ RR_DATASETS = ("cinc2017",)
 
 def floors(root: Path, params: Params) -> Path:
     """Compute the floors of ``params.evaluate.dataset``; returns the written ``floors.json``."""
-    from trls_core.floors.rr_features import fit_rr_floor, majority_floor
+    from trls_core.floors.rr_features import FEATURE_NAMES, FEATURES_VERSION, fit_rr_floor, majority_floor
     from trls_core.metrics import aggregate
 
     ev = params.evaluate
@@ -52,7 +52,9 @@ def floors(root: Path, params: Params) -> Path:
         "dataset": ev.dataset,
         "split": "test records",
         "majority": majority_floor(pq),
-        "rr_features_gbm": {"aggregate": {k: aggregate(r[k] for r in runs) for k in keys}, "runs": runs},
+        "rr_features_gbm": {"aggregate": {k: aggregate(r[k] for r in runs) for k in keys}, "runs": runs,
+                            "detector": "wfdb.processing.gqrs_detect", "features_version": FEATURES_VERSION,
+                            "feature_names": FEATURE_NAMES},
     }
     path = report_dir(root, ev.dataset) / "floors.json"
     write_json(path, out)
