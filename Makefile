@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline run-bare ui test test-fast bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -46,6 +46,15 @@ ui: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ruff lint + format check (settings in pyproject.toml); `make format` applies the formatter
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -53,15 +53,26 @@ def _time_v(stderr: str) -> dict[str, float]:
 
 
 def run_stage(stage: str, proj: Path, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", f"trls_core.stages.{stage}", "cinc2017", "--root", str(proj),
-           "--params", str(proj / "params.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"trls_core.stages.{stage}",
+        "cinc2017",
+        "--root",
+        str(proj),
+        "--params",
+        str(proj / "params.yaml"),
+    ]
     use_time = TIME.is_file() and os.access(TIME, os.X_OK)
     t0 = time.perf_counter()
-    proc = subprocess.run([str(TIME), "-v", *cmd] if use_time else cmd, cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(TIME), "-v", *cmd] if use_time else cmd, cwd=ROOT, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"stage {stage} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise SystemExit(
+            f"stage {stage} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
     out: dict[str, Any] = {"wall_s": round(wall, 2), "measured_with": "/usr/bin/time -v" if use_time else "getrusage"}
     if use_time:
         out.update(_time_v(proc.stderr))
@@ -76,8 +87,10 @@ def _subset_mirror(mirror: Path, dest: Path, n: int) -> Path:
     import zipfile
 
     (dest / "cinc2017").mkdir(parents=True)
-    with zipfile.ZipFile(mirror / "cinc2017" / "training2017.zip") as src, \
-            zipfile.ZipFile(dest / "cinc2017" / "training2017.zip", "w") as dst:
+    with (
+        zipfile.ZipFile(mirror / "cinc2017" / "training2017.zip") as src,
+        zipfile.ZipFile(dest / "cinc2017" / "training2017.zip", "w") as dst,
+    ):
         ref = src.read("training2017/REFERENCE.csv").decode().splitlines()[:n]
         ids = [line.split(",")[0] for line in ref]
         for rid in ids:
@@ -119,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(s["peak_rss_mb"] for s in stages.values())
     result = {
         "benchmark": "cinc2017 fetch+parquet+spectrogram, "
-                     + ("full mirror" if args.records is None else f"first {args.records} records of the mirror"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "nice": os.nice(0)},
+        + ("full mirror" if args.records is None else f"first {args.records} records of the mirror"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "nice": os.nice(0),
+        },
         "stages": stages,
         "total_wall_s": total,
         "peak_rss_mb": peak,
@@ -136,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "file_bytes": sizes,
     }
     write_json(args.out, result)
-    print(json.dumps({k: result[k] for k in ("total_wall_s", "peak_rss_mb", "meets_targets", "n_windows", "n_rejected")}))
+    print(
+        json.dumps({k: result[k] for k in ("total_wall_s", "peak_rss_mb", "meets_targets", "n_windows", "n_rejected")})
+    )
     return 0
 
 

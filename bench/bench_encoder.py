@@ -21,8 +21,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trls_core.io import write_json  # noqa: E402
-from trls_core.models import CNNEncoder, TFRNN  # noqa: E402
+from trls_core.models import TFRNN, CNNEncoder  # noqa: E402
 from trls_core.ssl.byol import BYOL  # noqa: E402
 
 SMALL = (128, 1, 17, 45)  # epilepsy small profile: 178 samples, n_fft 32, hop 4
@@ -78,7 +79,9 @@ def time_it(fn: Callable[[], None], device: torch.device, warmup: int, repeats: 
     return statistics.median(times)
 
 
-def train_throughput(model: nn.Module, shape: tuple[int, ...], device: torch.device, warmup: int, repeats: int) -> float:
+def train_throughput(
+    model: nn.Module, shape: tuple[int, ...], device: torch.device, warmup: int, repeats: int
+) -> float:
     """Forward + backward samples/s in train mode."""
     model.to(device).train()
     x = torch.randn(*shape, device=device)
@@ -90,7 +93,9 @@ def train_throughput(model: nn.Module, shape: tuple[int, ...], device: torch.dev
     return shape[0] / time_it(step, device, warmup, repeats)
 
 
-def byol_step_throughput(encoder: nn.Module, shape: tuple[int, ...], device: torch.device, warmup: int, repeats: int) -> float:
+def byol_step_throughput(
+    encoder: nn.Module, shape: tuple[int, ...], device: torch.device, warmup: int, repeats: int
+) -> float:
     """Samples/s of one full BYOL training step (augmentation excluded)."""
     model = BYOL(encoder, rep_dim=128).to(device).train()
     opt = torch.optim.AdamW(model.online_parameters(), lr=1e-3)
@@ -146,16 +151,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows: dict[str, Any] = {}
         for name, kw in variants.items():
             m = TFRNN(shape[1], rep_dim=128, **kw)
-            rows[name] = {"kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
-                          "params": n_params(m),
-                          "train_samples_per_s": train_throughput(m, shape, device, warmup, repeats)}
-            print(f"[{shape_name} {tuple(shape)}] {name}: {rows[name]['params']} params, "
-                  f"{rows[name]['train_samples_per_s']:.0f} samples/s", flush=True)
+            rows[name] = {
+                "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+                "params": n_params(m),
+                "train_samples_per_s": train_throughput(m, shape, device, warmup, repeats),
+            }
+            print(
+                f"[{shape_name} {tuple(shape)}] {name}: {rows[name]['params']} params, "
+                f"{rows[name]['train_samples_per_s']:.0f} samples/s",
+                flush=True,
+            )
         cnn = CNNEncoder(shape[1], cnn_width, cnn_depth, 128)
-        rows["cnn"] = {"kwargs": {"width": cnn_width, "depth": cnn_depth}, "params": n_params(cnn),
-                       "train_samples_per_s": train_throughput(cnn, shape, device, warmup, repeats)}
-        print(f"[{shape_name} {tuple(shape)}] cnn w{cnn_width}: {rows['cnn']['params']} params, "
-              f"{rows['cnn']['train_samples_per_s']:.0f} samples/s", flush=True)
+        rows["cnn"] = {
+            "kwargs": {"width": cnn_width, "depth": cnn_depth},
+            "params": n_params(cnn),
+            "train_samples_per_s": train_throughput(cnn, shape, device, warmup, repeats),
+        }
+        print(
+            f"[{shape_name} {tuple(shape)}] cnn w{cnn_width}: {rows['cnn']['params']} params, "
+            f"{rows['cnn']['train_samples_per_s']:.0f} samples/s",
+            flush=True,
+        )
         results["shapes"][shape_name] = {
             "batch_shape": list(shape),
             "models": rows,
@@ -165,18 +181,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Full BYOL steps on the small shape and the projected pretraining time.
     byol: dict[str, Any] = {}
-    byol_variants = [REFERENCE, "tfrnn_small_profile"] if args.quick else [REFERENCE, "tfrnn_d32_l2", "tfrnn_d32_l3_h16_s2", "tfrnn_d32_l2_h16_s2", "tfrnn_d16_l2_h8_s2"]
+    byol_variants = (
+        [REFERENCE, "tfrnn_small_profile"]
+        if args.quick
+        else [REFERENCE, "tfrnn_d32_l2", "tfrnn_d32_l3_h16_s2", "tfrnn_d32_l2_h16_s2", "tfrnn_d16_l2_h8_s2"]
+    )
     for name in byol_variants:
         sps = byol_step_throughput(TFRNN(SMALL[1], rep_dim=128, **TFRNN_VARIANTS[name]), SMALL, device, warmup, repeats)
-        byol[name] = {"samples_per_s": sps,
-                      "projected_pretrain_s": PRETRAIN_WINDOWS * PRETRAIN_EPOCHS / sps}
-        print(f"[byol small] {name}: {sps:.0f} samples/s, {PRETRAIN_WINDOWS}x{PRETRAIN_EPOCHS} "
-              f"-> {byol[name]['projected_pretrain_s']:.0f} s", flush=True)
+        byol[name] = {"samples_per_s": sps, "projected_pretrain_s": PRETRAIN_WINDOWS * PRETRAIN_EPOCHS / sps}
+        print(
+            f"[byol small] {name}: {sps:.0f} samples/s, {PRETRAIN_WINDOWS}x{PRETRAIN_EPOCHS} "
+            f"-> {byol[name]['projected_pretrain_s']:.0f} s",
+            flush=True,
+        )
     sps = byol_step_throughput(CNNEncoder(SMALL[1], cnn_width, cnn_depth, 128), SMALL, device, warmup, repeats)
     byol["cnn"] = {"samples_per_s": sps, "projected_pretrain_s": PRETRAIN_WINDOWS * PRETRAIN_EPOCHS / sps}
     print(f"[byol small] cnn: {sps:.0f} samples/s -> {byol['cnn']['projected_pretrain_s']:.0f} s", flush=True)
-    results["byol_step_small"] = {"pretrain_windows": PRETRAIN_WINDOWS, "pretrain_epochs": PRETRAIN_EPOCHS,
-                                  "models": byol}
+    results["byol_step_small"] = {
+        "pretrain_windows": PRETRAIN_WINDOWS,
+        "pretrain_epochs": PRETRAIN_EPOCHS,
+        "models": byol,
+    }
     write_json(args.out, results)
     print(f"wrote {args.out}")
     return results

@@ -65,8 +65,9 @@ def _project_copy(dst: Path, params: dict[str, Any], dataset: str) -> Path:
     return dst
 
 
-def _shrunk(raw: dict[str, Any], epochs: int | None, seeds: list[int] | None,
-            fractions: list[float] | None) -> dict[str, Any]:
+def _shrunk(
+    raw: dict[str, Any], epochs: int | None, seeds: list[int] | None, fractions: list[float] | None
+) -> dict[str, Any]:
     from trls_core.config import deep_merge
 
     over: dict[str, Any] = {"pretrain": {}, "evaluate": {}}
@@ -125,10 +126,17 @@ def _breakdown(root: Path, params: Any) -> dict[str, float]:
     for u in units_for(params):
         r = read_unit(unit_file(root, params, u))["result"]
         # seconds, and what the unit computed: a different F1 or epoch count would mean different work
-        per_unit[u.name] = [float(r.get("unit_seconds", 0.0)), round(float(r.get("macro_f1", 0.0)), 5),
-                            len(r.get("history") or [])]
-    return {"pretrain_epoch_seconds": round(epochs, 2), "eval_unit_seconds": float(metrics.get("unit_seconds", 0.0)),
-            "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0)), "unit_seconds": per_unit}
+        per_unit[u.name] = [
+            float(r.get("unit_seconds", 0.0)),
+            round(float(r.get("macro_f1", 0.0)), 5),
+            len(r.get("history") or []),
+        ]
+    return {
+        "pretrain_epoch_seconds": round(epochs, 2),
+        "eval_unit_seconds": float(metrics.get("unit_seconds", 0.0)),
+        "eval_wall_seconds": float(metrics.get("wall_seconds", 0.0)),
+        "unit_seconds": per_unit,
+    }
 
 
 _GC = {"collections": 0, "seconds": 0.0, "gen2": 0, "gen2_seconds": 0.0, "_t0": 0.0}
@@ -154,12 +162,10 @@ def _gc_timer(phase: str, info: dict[str, int]) -> None:
 
 def _child(mode: str, root: Path) -> None:
     """One timed run in THIS (fresh) process; prints a JSON line with its wall time and breakdown."""
+    import gc
     import json
 
-    import gc
-
     from trls_core.config import load_params
-
     from trls_core.runtime import tune_malloc
 
     tune_malloc()  # as `trls` and `python -m flows.pipeline` do, in both modes
@@ -170,10 +176,21 @@ def _child(mode: str, root: Path) -> None:
         wall, result = run_flow(root)
     params = load_params(root / "params.yaml")
     reg = {k: v for k, v in (result.get("registration") or {}).items() if k != "split_digest"}
-    print("RESULT " + json.dumps({"mode": mode, "inner_seconds": round(wall, 2),
-                                  "breakdown": _breakdown(root, params), "cpu_seconds": _cpu_seconds(),
-                                  "gc": {k: round(v, 2) for k, v in _GC.items() if not k.startswith("_")},
-                                  "gc_tracked_objects": len(gc.get_objects()), "registration": reg}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "mode": mode,
+                "inner_seconds": round(wall, 2),
+                "breakdown": _breakdown(root, params),
+                "cpu_seconds": _cpu_seconds(),
+                "gc": {k: round(v, 2) for k, v in _GC.items() if not k.startswith("_")},
+                "gc_tracked_objects": len(gc.get_objects()),
+                "registration": reg,
+            }
+        ),
+        flush=True,
+    )
 
 
 def _cpu_seconds() -> dict[str, Any]:
@@ -188,9 +205,14 @@ def _cpu_seconds() -> dict[str, Any]:
     from flows import _server_pids
 
     me = resource.getrusage(resource.RUSAGE_SELF)
-    out: dict[str, Any] = {"process": round(me.ru_utime + me.ru_stime, 1), "user": round(me.ru_utime, 1),
-                           "system": round(me.ru_stime, 1), "minor_faults": me.ru_minflt,
-                           "voluntary_switches": me.ru_nvcsw, "involuntary_switches": me.ru_nivcsw}
+    out: dict[str, Any] = {
+        "process": round(me.ru_utime + me.ru_stime, 1),
+        "user": round(me.ru_utime, 1),
+        "system": round(me.ru_stime, 1),
+        "minor_faults": me.ru_minflt,
+        "voluntary_switches": me.ru_nvcsw,
+        "involuntary_switches": me.ru_nivcsw,
+    }
     tick = os.sysconf("SC_CLK_TCK")
     server = 0.0
     for pid in _server_pids():
@@ -209,7 +231,7 @@ def _cpu_seconds() -> dict[str, Any]:
     for task_dir in Path("/proc/self/task").iterdir():
         try:
             stat = (task_dir / "stat").read_text()
-            name = py_names.get(int(task_dir.name)) or "native:" + stat[stat.index("(") + 1:stat.rindex(")")]
+            name = py_names.get(int(task_dir.name)) or "native:" + stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat.rsplit(")", 1)[1].split()
             threads[name] = threads.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
             status = (task_dir / "status").read_text()
@@ -228,13 +250,14 @@ def _spawn(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     import subprocess
 
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--root", str(root)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--root", str(root)], env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{mode} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return {**json.loads(line[len("RESULT "):]), "process_seconds": round(wall, 2)}
+    return {**json.loads(line[len("RESULT ") :]), "process_seconds": round(wall, 2)}
 
 
 def main() -> None:
@@ -243,14 +266,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override pretrain.epochs (quick look)")
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="override evaluate.seeds")
     ap.add_argument("--fractions", type=float, nargs="*", default=None, help="override evaluate.fractions")
-    ap.add_argument("--order", default="bare,flow,flow,bare",
-                    help="run order (ABBA cancels a linear drift of the machine's speed)")
+    ap.add_argument(
+        "--order", default="bare,flow,flow,bare", help="run order (ABBA cancels a linear drift of the machine's speed)"
+    )
     ap.add_argument("--child", choices=("bare", "flow"), help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
-    for k, v in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}.items():
+    for k, v in {
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }.items():
         os.environ.setdefault(k, v)
     if a.child:
         _child(a.child, Path(a.root))
@@ -271,8 +298,11 @@ def main() -> None:
         for i, mode in enumerate(order):
             root = _project_copy(tmp_p / f"{i}_{mode}", raw, ds)
             # a fresh Prefect home per flow run: its server starts (and migrates) like on a fresh clone
-            env = {**os.environ, "PREFECT_HOME": str(root / ".prefect"),
-                   "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+            env = {
+                **os.environ,
+                "PREFECT_HOME": str(root / ".prefect"),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            }
             print(f"[{i + 1}/{len(order)}] {mode} run in {root} ...", flush=True)
             runs.append(_spawn(mode, root, env))
             print(f"    {mode}: {runs[-1]['process_seconds']:.1f} s ({runs[-1]['breakdown']})", flush=True)
@@ -283,26 +313,39 @@ def main() -> None:
     out = {
         "benchmark": "orchestration_overhead",
         "method": "each run a fresh `python` process (imports, ephemeral Prefect server start, sqlite "
-                  "MLflow store: what `make run` pays) in a fresh copy of the built data; modes "
-                  f"interleaved {','.join(order)}; overhead = mean flow / mean bare - 1",
+        "MLflow store: what `make run` pays) in a fresh copy of the built data; modes "
+        f"interleaved {','.join(order)}; overhead = mean flow / mean bare - 1",
         "bare_seconds": round(total["bare"], 2),
         "flow_seconds": round(total["flow"], 2),
         "ratio_flow_over_bare": round(total["flow"] / total["bare"], 4),
         "overhead_percent": round(100 * (total["flow"] / total["bare"] - 1), 2),
         "target_overhead_percent": 10.0,
         "runs": runs,
-        "flow_includes": ["ephemeral Prefect API start", "task runs per seed and evaluation unit",
-                          "MLflow runs, metrics per epoch and unit, report artifacts",
-                          "model registration with signature + promotion"],
-        "settings": {"profile": params.profile, "epochs": params.pretrain.epochs,
-                     "pretrain_seeds": list(params.pretrain.seeds), "eval_seeds": list(params.evaluate.seeds),
-                     "fractions": list(params.evaluate.fractions)},
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+        "flow_includes": [
+            "ephemeral Prefect API start",
+            "task runs per seed and evaluation unit",
+            "MLflow runs, metrics per epoch and unit, report artifacts",
+            "model registration with signature + promotion",
+        ],
+        "settings": {
+            "profile": params.profile,
+            "epochs": params.pretrain.epochs,
+            "pretrain_seeds": list(params.pretrain.seeds),
+            "eval_seeds": list(params.evaluate.seeds),
+            "fractions": list(params.evaluate.fractions),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
     }
     write_json(a.out, out)
-    print(f"overhead {out['overhead_percent']:+.1f} % (flow {total['flow']:.1f} s / bare {total['bare']:.1f} s, "
-          f"mean of {order.count('flow')} / {order.count('bare')} runs) -> {a.out}")
+    print(
+        f"overhead {out['overhead_percent']:+.1f} % (flow {total['flow']:.1f} s / bare {total['bare']:.1f} s, "
+        f"mean of {order.count('flow')} / {order.count('bare')} runs) -> {a.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,16 +49,26 @@ def main() -> None:
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
-        steady = times[a.warmup:]
-        rows.append({"max_train_length": length, "mean_step_s": round(sum(steady) / len(steady), 3),
-                     "max_step_s": round(max(steady), 3)})
+        steady = times[a.warmup :]
+        rows.append(
+            {
+                "max_train_length": length,
+                "mean_step_s": round(sum(steady) / len(steady), 3),
+                "max_step_s": round(max(steady), 3),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["mean_step_s"]
     for r in rows:
         r["ratio_to_first"] = round(r["mean_step_s"] / base, 2)
-    out = {"benchmark": "ts2vec_step_vs_max_train_length", "window": a.window, "batch": a.batch,
-           "encoder": kw, "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-           "results": rows}
+    out = {
+        "benchmark": "ts2vec_step_vs_max_train_length",
+        "window": a.window,
+        "batch": a.batch,
+        "encoder": kw,
+        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "results": rows,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
 

@@ -73,15 +73,20 @@ def held_out_context(method_root: Path) -> Any:
     idx = budget_indices(y_val, cap)
     rest = np.setdiff1d(np.arange(len(y_val)), idx)
     x_val = ctx.data["x_val"]
-    ctx.data.update(x_val=x_val[torch.as_tensor(idx)], y_val=ctx.data["y_val"][idx],
-                    x_test=x_val[torch.as_tensor(rest)], y_test=ctx.data["y_val"][rest])
+    ctx.data.update(
+        x_val=x_val[torch.as_tensor(idx)],
+        y_val=ctx.data["y_val"][idx],
+        x_test=x_val[torch.as_tensor(rest)],
+        y_test=ctx.data["y_val"][rest],
+    )
     ctx.test_records = None
     ctx.params = params  # the protocol's own params (val_windows set): the selection set above is its cut
     return ctx
 
 
-def run_method(method: str, compare_dir: Path, fractions: list[float], seeds: list[int] | None,
-               budget: dict[str, Any]) -> dict[str, Any]:
+def run_method(
+    method: str, compare_dir: Path, fractions: list[float], seeds: list[int] | None, budget: dict[str, Any]
+) -> dict[str, Any]:
     """Probe and fine-tune every (fraction, seed) of one method; held-out validation scores."""
     import numpy as np
 
@@ -91,8 +96,10 @@ def run_method(method: str, compare_dir: Path, fractions: list[float], seeds: li
 
     root = compare_dir / method
     if not (root / "params.yaml").is_file():
-        raise SystemExit(f"{root / 'params.yaml'}: no comparison workspace for {method!r}; run "
-                         f"`trls compare --dataset {DATASET} --methods {method}` first")
+        raise SystemExit(
+            f"{root / 'params.yaml'}: no comparison workspace for {method!r}; run "
+            f"`trls compare --dataset {DATASET} --methods {method}` first"
+        )
     ctx = held_out_context(root)
     ev = ctx.params.evaluate
     ft_kwargs = {**ev.finetune.model_dump(), **budget, "select_classes": ctx.select_classes}
@@ -109,19 +116,42 @@ def run_method(method: str, compare_dir: Path, fractions: list[float], seeds: li
             t0 = time.perf_counter()
             idx = np.asarray(label_fraction_indices(np.asarray(ctx.data["y_train"]), f, seed))
             sub = {**ctx.data, "x_train": ctx.data["x_train"][idx], "y_train": ctx.data["y_train"][idx]}
-            lp = run_unit(Unit("linear_probe", seed), sub, classes, encoder_factory=ctx.encoder,
-                          probe_kwargs=probe_kwargs, device=ctx.device)
-            ft = run_unit(Unit("finetune", seed, f), ctx.data, classes, encoder_factory=ctx.encoder,
-                          fraction_indices=label_fraction_indices, finetune_kwargs=ft_kwargs, device=ctx.device)
-            row = {"seed": seed, "fraction": f, "n_train": int(len(idx)), "probe_C": lp["C"],
-                   "probe": scores(lp), "finetune": scores(ft), "best_epoch": ft["best_epoch"],
-                   "val_score_by_epoch": [round(float(h["val_score"]), 4) for h in ft["history"]],
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            lp = run_unit(
+                Unit("linear_probe", seed),
+                sub,
+                classes,
+                encoder_factory=ctx.encoder,
+                probe_kwargs=probe_kwargs,
+                device=ctx.device,
+            )
+            ft = run_unit(
+                Unit("finetune", seed, f),
+                ctx.data,
+                classes,
+                encoder_factory=ctx.encoder,
+                fraction_indices=label_fraction_indices,
+                finetune_kwargs=ft_kwargs,
+                device=ctx.device,
+            )
+            row = {
+                "seed": seed,
+                "fraction": f,
+                "n_train": int(len(idx)),
+                "probe_C": lp["C"],
+                "probe": scores(lp),
+                "finetune": scores(ft),
+                "best_epoch": ft["best_epoch"],
+                "val_score_by_epoch": [round(float(h["val_score"]), 4) for h in ft["history"]],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
             row["gain_challenge_f1"] = round(row["finetune"]["challenge_f1"] - row["probe"]["challenge_f1"], 4)
             rows.append(row)
-            print(f"{method:17s} f={f:<4} seed={seed} probe {100 * row['probe']['challenge_f1']:.2f} "
-                  f"FT {100 * row['finetune']['challenge_f1']:.2f} (epoch {row['best_epoch']}) "
-                  f"{row['seconds']:.0f}s", flush=True)
+            print(
+                f"{method:17s} f={f:<4} seed={seed} probe {100 * row['probe']['challenge_f1']:.2f} "
+                f"FT {100 * row['finetune']['challenge_f1']:.2f} (epoch {row['best_epoch']}) "
+                f"{row['seconds']:.0f}s",
+                flush=True,
+            )
     by_fraction = {}
     for f in fractions:
         fr = [r for r in rows if r["fraction"] == f]
@@ -131,8 +161,11 @@ def run_method(method: str, compare_dir: Path, fractions: list[float], seeds: li
             "finetune_gain_challenge_f1": _summary([r["gain_challenge_f1"] for r in fr]),
             "best_epochs": [r["best_epoch"] for r in fr],
         }
-    return {"finetune": {k: v for k, v in ft_kwargs.items() if k != "select_classes"},
-            "per_unit": rows, "by_fraction": by_fraction}
+    return {
+        "finetune": {k: v for k, v in ft_kwargs.items() if k != "select_classes"},
+        "per_unit": rows,
+        "by_fraction": by_fraction,
+    }
 
 
 def main() -> None:
@@ -157,25 +190,36 @@ def main() -> None:
     budget = {"epochs": a.epochs, "max_steps_per_epoch": a.max_steps, "patience": a.patience}
     out_path = ROOT / a.out
     out: dict[str, Any] = json.loads(out_path.read_text()) if out_path.is_file() else {}
-    out.update({
-        "what": "CinC 2017 af: the comparison's encoders, linear probe vs LP-FT fine-tuning with full passes, "
-                "labels from the pool, C and epoch chosen on the protocol's validation windows by challenge F1, "
-                "both scored on the other validation windows (test never read)",
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
-    })
+    out.update(
+        {
+            "what": "CinC 2017 af: the comparison's encoders, linear probe vs LP-FT fine-tuning with full passes, "
+            "labels from the pool, C and epoch chosen on the protocol's validation windows by challenge F1, "
+            "both scored on the other validation windows (test never read)",
+            "machine": {
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
+        }
+    )
     out.setdefault("results", {})
     for method in a.methods:
         t0 = time.perf_counter()
         res = run_method(method, ROOT / a.compare_dir, a.fractions, a.seeds, budget)
         res["seconds"] = round(time.perf_counter() - t0, 1)
-        key = method if a.max_steps is None and a.epochs == 10 else f"{method}@epochs={a.epochs},max_steps={a.max_steps}"
+        key = (
+            method if a.max_steps is None and a.epochs == 10 else f"{method}@epochs={a.epochs},max_steps={a.max_steps}"
+        )
         out["results"][key] = res
         for f, b in res["by_fraction"].items():
-            print(f"{key:17s} f={f:<4} probe {100 * b['probe_challenge_f1']['mean']:.2f} ± "
-                  f"{100 * b['probe_challenge_f1']['std']:.2f}  FT {100 * b['finetune_challenge_f1']['mean']:.2f} ± "
-                  f"{100 * b['finetune_challenge_f1']['std']:.2f}  gain {100 * b['finetune_gain_challenge_f1']['mean']:+.2f}",
-                  flush=True)
+            print(
+                f"{key:17s} f={f:<4} probe {100 * b['probe_challenge_f1']['mean']:.2f} ± "
+                f"{100 * b['probe_challenge_f1']['std']:.2f}  FT {100 * b['finetune_challenge_f1']['mean']:.2f} ± "
+                f"{100 * b['finetune_challenge_f1']['std']:.2f}"
+                f"  gain {100 * b['finetune_gain_challenge_f1']['mean']:+.2f}",
+                flush=True,
+            )
         write_json(out_path, out)
 
 

@@ -6,7 +6,8 @@ the ``cinc_record`` profile (params.yaml) plus ``--set`` overlays, so the
 numbers are what a user gets from ``trls pretrain`` / ``trls evaluate`` /
 ``trls floors``:
 
-    python bench/cinc_record.py --seeds 0 1 2 [--set pretrain.positives=record] [--out docs/results/cinc2017-record.json]
+    python bench/cinc_record.py --seeds 0 1 2 [--set pretrain.positives=record]
+        [--out docs/results/cinc2017-record.json]
 
 Writes ``{"metric": "record_challenge_f1", "split": "test", "methods": {"trls": {"linear_probe": [...],
 "finetune_0.1": [...], "finetune_1.0": [...]}}, "floors": {"majority": x, "rr_features_gbm": [...],
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _scripts import run_trls as _trls  # noqa: E402
+
 from trls_core.io import write_json  # noqa: E402
 
 
@@ -37,9 +39,19 @@ def _stored_compute(seeds: list[int]) -> dict[str, Any]:
     models = ROOT / "models" / "cinc2017"
     units = ROOT / "reports" / "cinc2017" / "units" / "af"
     return {
-        "pretrain_s": {s: round(sum(h["seconds"] for h in json.loads(
-            (models / f"tfrnn_seed{s}" / "encoder.json").read_text())["history"]), 1) for s in seeds},
-        "units_s": {f.stem: json.loads(f.read_text())["result"].get("unit_seconds") for f in sorted(units.glob("*.json"))},
+        "pretrain_s": {
+            s: round(
+                sum(
+                    h["seconds"]
+                    for h in json.loads((models / f"tfrnn_seed{s}" / "encoder.json").read_text())["history"]
+                ),
+                1,
+            )
+            for s in seeds
+        },
+        "units_s": {
+            f.stem: json.loads(f.read_text())["result"].get("unit_seconds") for f in sorted(units.glob("*.json"))
+        },
     }
 
 
@@ -69,20 +81,32 @@ def main() -> None:
     out = {
         "metric": key,
         "split": "test (whole: every test record)",
-        "methods": {"trls": {"linear_probe": _values(m["linear_probe"], key),
-                             **{f"finetune_{f}": _values(m["finetune"][f], key) for f in m["fractions"]}}},
+        "methods": {
+            "trls": {
+                "linear_probe": _values(m["linear_probe"], key),
+                **{f"finetune_{f}": _values(m["finetune"][f], key) for f in m["fractions"]},
+            }
+        },
         "floors": {
             "majority": floors["majority"][key],
             "rr_features_gbm": [r[key] for r in floors["rr_features_gbm"]["runs"]],
             "pixels_linear": _values(ctrl["spectrogram_linear"], key)[0],
             "untrained_linear": _values(ctrl["random_encoder_linear"], key),
         },
-        "window_level": {"linear_probe": _values(m["linear_probe"], "window_challenge_f1"),
-                         **{f"finetune_{f}": _values(m["finetune"][f], "window_challenge_f1") for f in m["fractions"]}},
+        "window_level": {
+            "linear_probe": _values(m["linear_probe"], "window_challenge_f1"),
+            **{f"finetune_{f}": _values(m["finetune"][f], "window_challenge_f1") for f in m["fractions"]},
+        },
         "seeds": args.seeds,
-        "settings": {"profile": "cinc_record", "set": args.sets, "spectrogram": m.get("spectrogram"),
-                     "n_records": m.get("n_records"), "n_windows": m.get("n_windows"),
-                     "finetune_budget": m.get("finetune_budget"), "selected_by": m.get("selected_by")},
+        "settings": {
+            "profile": "cinc_record",
+            "set": args.sets,
+            "spectrogram": m.get("spectrogram"),
+            "n_records": m.get("n_records"),
+            "n_windows": m.get("n_windows"),
+            "finetune_budget": m.get("finetune_budget"),
+            "selected_by": m.get("selected_by"),
+        },
         "seconds": times,  # this run's wall time (steps whose results were current are reused)
         "stored_compute_s": _stored_compute(args.seeds),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
@@ -92,8 +116,12 @@ def main() -> None:
 
     bars = {f"TRLS {k.replace('_', ' ')}": v for k, v in out["methods"]["trls"].items()}
     bars.update({f"floor: {k.replace('_', ' ')}": v for k, v in out["floors"].items()})
-    plot_score_bars(bars, args.out.with_suffix(".png"), "record challenge F1 (test records)",
-                    f"CinC 2017 at record level, {len(args.seeds)} pretraining seeds")
+    plot_score_bars(
+        bars,
+        args.out.with_suffix(".png"),
+        "record challenge F1 (test records)",
+        f"CinC 2017 at record level, {len(args.seeds)} pretraining seeds",
+    )
     print(json.dumps({k: out[k] for k in ("methods", "floors")}, indent=1))
 
 

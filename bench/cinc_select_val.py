@@ -40,8 +40,9 @@ def _stft_val() -> Any:
     return load_script("cinc_stft_val")
 
 
-def choose_and_score(z: dict[str, Any], y: dict[str, Any], classes: list[str], score_classes: list[str]
-                     ) -> dict[str, Any]:
+def choose_and_score(
+    z: dict[str, Any], y: dict[str, Any], classes: list[str], score_classes: list[str]
+) -> dict[str, Any]:
     """Fit one probe per C on the pool; choose C on ``val`` by each rule; score the choice on ``val_rest``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
@@ -57,14 +58,19 @@ def choose_and_score(z: dict[str, Any], y: dict[str, Any], classes: list[str], s
         row = {}
         for part in ("val", "val_rest"):
             pred = clf.predict(zs[part])
-            row[part] = {"macro_f1": float(f1_score(y[part], pred, average="macro")),
-                         "challenge_f1": subset_f1(y[part], pred, classes, score_classes)}
+            row[part] = {
+                "macro_f1": float(f1_score(y[part], pred, average="macro")),
+                "challenge_f1": subset_f1(y[part], pred, classes, score_classes),
+            }
         per_c[str(c)] = row
     out: dict[str, Any] = {"per_C": per_c}
     for rule in ("macro_f1", "challenge_f1"):
         best = max(per_c, key=lambda c: per_c[c]["val"][rule])
-        out[f"by_{rule}"] = {"C": float(best), "held_out_challenge_f1": round(per_c[best]["val_rest"]["challenge_f1"], 4),
-                             "held_out_macro_f1": round(per_c[best]["val_rest"]["macro_f1"], 4)}
+        out[f"by_{rule}"] = {
+            "C": float(best),
+            "held_out_challenge_f1": round(per_c[best]["val_rest"]["challenge_f1"], 4),
+            "held_out_macro_f1": round(per_c[best]["val_rest"]["macro_f1"], 4),
+        }
     return out
 
 
@@ -91,11 +97,13 @@ def main() -> None:
     spec = {k: stft_logmag(s, n_fft=sp.n_fft, hop=sp.hop, log_eps=sp.log_eps) for k, s in sig.items()}
     stats = fit_normaliser(spec["train"], sp.normalisation)
     spec = {k: apply_normaliser(s, sp.normalisation, stats) for k, s in spec.items()}
-    out: dict[str, Any] = {"machine": platform.platform(), "torch_threads": torch.get_num_threads(),
-                           "sizes": {k: len(v) for k, v in picks.items()},
-                           "noise_windows": {k: int((v == classes.index("~")).sum()) if "~" in classes else None
-                                             for k, v in y.items()},
-                           "encoders": {}}
+    out: dict[str, Any] = {
+        "machine": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "sizes": {k: len(v) for k, v in picks.items()},
+        "noise_windows": {k: int((v == classes.index("~")).sum()) if "~" in classes else None for k, v in y.items()},
+        "encoders": {},
+    }
 
     def save() -> None:
         p = Path(a.out)
@@ -103,26 +111,32 @@ def main() -> None:
         p.write_text(json.dumps(out, indent=1))
 
     t0 = time.time()
-    out["encoders"]["pixels"] = choose_and_score({k: s.reshape(len(s), -1).numpy() for k, s in spec.items()},
-                                                 y, classes, score_classes)
+    out["encoders"]["pixels"] = choose_and_score(
+        {k: s.reshape(len(s), -1).numpy() for k, s in spec.items()}, y, classes, score_classes
+    )
     print("pixels", json.dumps({k: v for k, v in out["encoders"]["pixels"].items() if k != "per_C"}), flush=True)
     for seed in a.seeds:
         torch.manual_seed(seed)
         enc = build_encoder(params.model.encoder, in_channels=1, **params.model.encoder_kwargs()).eval()
         with torch.no_grad():
-            z = {k: torch.cat([enc(s[i:i + 512]) for i in range(0, len(s), 512)]).numpy() for k, s in spec.items()}
+            z = {k: torch.cat([enc(s[i : i + 512]) for i in range(0, len(s), 512)]).numpy() for k, s in spec.items()}
         r = choose_and_score(z, y, classes, score_classes)
         out["encoders"][f"untrained_seed{seed}"] = r
         print(f"seed {seed}", json.dumps({k: v for k, v in r.items() if k != "per_C"}), flush=True)
         save()
     for rule in ("macro_f1", "challenge_f1"):
         vals = [out["encoders"][f"untrained_seed{s}"][f"by_{rule}"]["held_out_challenge_f1"] for s in a.seeds]
-        out[f"untrained_by_{rule}"] = {"mean": round(float(np.mean(vals)), 4),
-                                       "std": round(float(np.std(vals, ddof=1)), 4) if len(vals) > 1 else 0.0}
+        out[f"untrained_by_{rule}"] = {
+            "mean": round(float(np.mean(vals)), 4),
+            "std": round(float(np.std(vals, ddof=1)), 4) if len(vals) > 1 else 0.0,
+        }
     out["seconds"] = round(time.time() - t0, 1)
     save()
-    print(json.dumps({k: out[k] for k in ("untrained_by_macro_f1", "untrained_by_challenge_f1", "sizes",
-                                          "noise_windows")}))
+    print(
+        json.dumps(
+            {k: out[k] for k in ("untrained_by_macro_f1", "untrained_by_challenge_f1", "sizes", "noise_windows")}
+        )
+    )
 
 
 if __name__ == "__main__":

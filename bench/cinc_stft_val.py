@@ -47,7 +47,11 @@ def _probe(z_tr, y_tr, z_va, y_va, classes, score_classes) -> dict[str, Any]:  #
         pred = LogisticRegression(C=c, max_iter=300).fit(a, y_tr).predict(b)
         ch = subset_f1(y_va, pred, classes, score_classes)  # the challenge score, as the evaluation computes it
         if ch > best["challenge_f1"]:
-            best = {"C": c, "challenge_f1": round(ch, 4), "macro_f1": round(float(f1_score(y_va, pred, average="macro")), 4)}
+            best = {
+                "C": c,
+                "challenge_f1": round(ch, 4),
+                "macro_f1": round(float(f1_score(y_va, pred, average="macro")), 4),
+            }
     return best
 
 
@@ -116,16 +120,25 @@ def main() -> None:
         torch.manual_seed(0)
         enc = build_encoder("tfrnn", in_channels=1, **params.model.encoder_kwargs()).eval()
         with torch.no_grad():
-            z = {sp: torch.cat([enc(s[i:i + 512]) for i in range(0, len(s), 512)]).numpy() for sp, s in spec.items()}
+            z = {sp: torch.cat([enc(s[i : i + 512]) for i in range(0, len(s), 512)]).numpy() for sp, s in spec.items()}
         row["untrained"] = _probe(z["train"], y[picks["train"]], z["val"], y[picks["val"]], *names)
         row["seconds"] = round(time.time() - t0, 1)
         print(json.dumps(row), flush=True)
         results.append(row)
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"machine": platform.platform(), "torch_threads": torch.get_num_threads(),
-                                   "pool": len(picks["train"]), "val": len(picks["val"]), "results": results},
-                                  indent=1))
+        out.write_text(
+            json.dumps(
+                {
+                    "machine": platform.platform(),
+                    "torch_threads": torch.get_num_threads(),
+                    "pool": len(picks["train"]),
+                    "val": len(picks["val"]),
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -55,32 +55,44 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     # keeps the rhythm: crops of >= 70 % of the area, a circular shift (every beat kept), one short
     # time mask (<= 10 %, about half a beat); the spectral ops of the strong views stay
     "rhythm": {
-        "view_a": [{"name": "resized_crop", "p": 1.0, "scale": [0.7, 1.0], "ratio": [0.75, 1.333]},
-                   {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]},
-                   {"name": "time_shift", "p": 0.5, "max_fraction": 0.25}],
-        "view_b": [{"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-                   {"name": "time_mask", "p": 0.8, "max_width": 0.1, "n_masks": 1},
-                   {"name": "freq_mask", "p": 0.8, "max_width": 0.25, "n_masks": 2},
-                   {"name": "noise", "p": 0.5, "std": 0.3},
-                   {"name": "brightness", "p": 0.3, "max_delta": 0.1}],
+        "view_a": [
+            {"name": "resized_crop", "p": 1.0, "scale": [0.7, 1.0], "ratio": [0.75, 1.333]},
+            {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]},
+            {"name": "time_shift", "p": 0.5, "max_fraction": 0.25},
+        ],
+        "view_b": [
+            {"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
+            {"name": "time_mask", "p": 0.8, "max_width": 0.1, "n_masks": 1},
+            {"name": "freq_mask", "p": 0.8, "max_width": 0.25, "n_masks": 2},
+            {"name": "noise", "p": 0.5, "std": 0.3},
+            {"name": "brightness", "p": 0.3, "max_delta": 0.1},
+        ],
     },
     # no geometric op on the time axis at all: every beat and interval in both views
     "spectral": {
-        "view_a": [{"name": "contrast", "p": 0.8, "range": [0.8, 1.2]},
-                   {"name": "time_shift", "p": 0.5, "max_fraction": 0.25},
-                   {"name": "noise", "p": 0.5, "std": 0.3}],
-        "view_b": [{"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-                   {"name": "freq_mask", "p": 0.8, "max_width": 0.25, "n_masks": 2},
-                   {"name": "noise", "p": 0.5, "std": 0.3},
-                   {"name": "brightness", "p": 0.3, "max_delta": 0.1}],
+        "view_a": [
+            {"name": "contrast", "p": 0.8, "range": [0.8, 1.2]},
+            {"name": "time_shift", "p": 0.5, "max_fraction": 0.25},
+            {"name": "noise", "p": 0.5, "std": 0.3},
+        ],
+        "view_b": [
+            {"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
+            {"name": "freq_mask", "p": 0.8, "max_width": 0.25, "n_masks": 2},
+            {"name": "noise", "p": 0.5, "std": 0.3},
+            {"name": "brightness", "p": 0.3, "max_delta": 0.1},
+        ],
     },
 }
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": round(statistics.fmean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-            "min": round(min(values), 4), "max": round(max(values), 4), "values": [round(v, 4) for v in values]}
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "values": [round(v, 4) for v in values],
+    }
 
 
 def _select_val() -> Any:
@@ -158,18 +170,31 @@ def main() -> None:
     from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, pretrain_all
 
     tune_malloc()
-    smoke = {k: v for k, v in (("epochs", a.epochs), ("seeds", a.seeds), ("lr", a.lr), ("tau_base", a.tau_base),
-                                         ("subset_fraction", a.subset_fraction)) if v}
+    smoke = {
+        k: v
+        for k, v in (
+            ("epochs", a.epochs),
+            ("seeds", a.seeds),
+            ("lr", a.lr),
+            ("tau_base", a.tau_base),
+            ("subset_fraction", a.subset_fraction),
+        )
+        if v
+    }
     tag = "".join(f"@{k}={v}" for k, v in smoke.items() if k != "seeds")
     sdir = spectrogram_dir(ROOT, DATASET).resolve()
     base = method_params_for("strong", smoke)
     classes, score, x, y = budget_splits(sdir, base["evaluate"])
     out: dict[str, Any] = {
         "what": "CinC 2017 af: linear probe of TRLS encoders pretrained with the comparison's protocol per view "
-                "variant; labels from the pool, C chosen on the protocol's validation windows by challenge F1, "
-                "scored on the other validation windows (test never read)",
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "variant; labels from the pool, C chosen on the protocol's validation windows by challenge F1, "
+        "scored on the other validation windows (test never read)",
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "sizes": {k: len(v) for k, v in y.items()},
         "protocol": {k: base["pretrain"][k] for k in ("seeds", "subset_fraction", "epochs", "lr", "tau_base")},
         "results": {},
@@ -193,9 +218,15 @@ def main() -> None:
         torch.manual_seed(s)
         rows.append({"seed": s, **probe(build_encoder_from_params(params0, 1).eval(), x, y, classes, score)})
     if rows:
-        out["untrained"] = {"per_seed": rows, **{k: _summary([r[k] for r in rows]) for k in ("challenge_f1", "macro_f1")}}
-    print(f"untrained  challenge F1 {100 * out['untrained']['challenge_f1']['mean']:.2f} ± "
-          f"{100 * out['untrained']['challenge_f1']['std']:.2f}", flush=True)
+        out["untrained"] = {
+            "per_seed": rows,
+            **{k: _summary([r[k] for r in rows]) for k in ("challenge_f1", "macro_f1")},
+        }
+    print(
+        f"untrained  challenge F1 {100 * out['untrained']['challenge_f1']['mean']:.2f} ± "
+        f"{100 * out['untrained']['challenge_f1']['std']:.2f}",
+        flush=True,
+    )
     save()
     for variant in a.variants:
         tv = time.perf_counter()
@@ -211,20 +242,30 @@ def main() -> None:
         rows = []
         for s in seeds:
             enc, info = load_encoder(model_dir(ws, DATASET, params.model.encoder, s))
-            rows.append({"seed": s, **probe(enc, x, y, classes, score),
-                         "final_loss": round(float(info["history"][-1]["loss"]), 4)})
+            rows.append(
+                {
+                    "seed": s,
+                    **probe(enc, x, y, classes, score),
+                    "final_loss": round(float(info["history"][-1]["loss"]), 4),
+                }
+            )
         paired = [r["challenge_f1"] - u["challenge_f1"] for r, u in zip(rows, out["untrained"]["per_seed"])]
         out["results"][name] = {
             "overrides": smoke,
-            "augment": VARIANTS[variant] or "params.yaml", "per_seed": rows,
+            "augment": VARIANTS[variant] or "params.yaml",
+            "per_seed": rows,
             **{k: _summary([r[k] for r in rows]) for k in ("challenge_f1", "macro_f1")},
             "paired_gain_challenge_f1": _summary(paired),
-            "pretrain_seconds": round(t_pre, 1), "seconds": round(time.perf_counter() - tv, 1),
+            "pretrain_seconds": round(t_pre, 1),
+            "seconds": round(time.perf_counter() - tv, 1),
         }
         r = out["results"][name]
-        print(f"{name:10s} challenge F1 {100 * r['challenge_f1']['mean']:.2f} ± {100 * r['challenge_f1']['std']:.2f}"
-              f"  paired gain {100 * r['paired_gain_challenge_f1']['mean']:+.2f} ± "
-              f"{100 * r['paired_gain_challenge_f1']['std']:.2f}  {r['seconds']:.0f}s", flush=True)
+        print(
+            f"{name:10s} challenge F1 {100 * r['challenge_f1']['mean']:.2f} ± {100 * r['challenge_f1']['std']:.2f}"
+            f"  paired gain {100 * r['paired_gain_challenge_f1']['mean']:+.2f} ± "
+            f"{100 * r['paired_gain_challenge_f1']['std']:.2f}  {r['seconds']:.0f}s",
+            flush=True,
+        )
         save()
 
 

@@ -53,15 +53,23 @@ def _config(profile: str) -> dict[str, Any]:
     sp = p.epilepsy.spectrogram
     return {
         "profile": profile,
-        "stft": {"n_fft": sp.n_fft, "hop": sp.hop, "fmax_bin": sp.fmax_bin, "log_eps": sp.log_eps,
-                 "norm": sp.normalisation},
+        "stft": {
+            "n_fft": sp.n_fft,
+            "hop": sp.hop,
+            "fmax_bin": sp.fmax_bin,
+            "log_eps": sp.log_eps,
+            "norm": sp.normalisation,
+        },
         "encoder": p.model.encoder,
         "enc": p.model.encoder_kwargs(),
         "heads": p.model.heads.model_dump(),
         "view_a": [op.model_dump() for op in p.augment.view_a],
         "view_b": [op.model_dump() for op in p.augment.view_b],
-        "epochs": p.pretrain.epochs, "batch_size": p.pretrain.batch_size, "lr": p.pretrain.lr,
-        "weight_decay": p.pretrain.weight_decay, "tau_base": p.pretrain.tau_base,
+        "epochs": p.pretrain.epochs,
+        "batch_size": p.pretrain.batch_size,
+        "lr": p.pretrain.lr,
+        "weight_decay": p.pretrain.weight_decay,
+        "tau_base": p.pretrain.tau_base,
         "warmup_epochs": p.pretrain.warmup_epochs,
     }
 
@@ -92,9 +100,14 @@ def main() -> None:
     t0 = time.time()
     data = sweep._data(a.parquet, cfg["stft"])
     labels = {sp: (data[sp][1], data[sp][2]) for sp in data}
-    out: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(),
-                           "device": torch.cuda.get_device_name() if a.device == "cuda" else a.device,
-                           "config": cfg, "seeds": {}, "data_s": round(time.time() - t0, 1)}
+    out: dict[str, Any] = {
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "device": torch.cuda.get_device_name() if a.device == "cuda" else a.device,
+        "config": cfg,
+        "seeds": {},
+        "data_s": round(time.time() - t0, 1),
+    }
 
     def save() -> None:
         p = Path(a.out)
@@ -124,21 +137,43 @@ def main() -> None:
         for seed in a.seeds:
             torch.manual_seed(seed)
             enc = build_encoder(cfg["encoder"], in_channels=1, **cfg["enc"]).to(a.device)
-            pending.append(pool.submit(_probe_job, f"{seed}:untrained",
-                                       sweep._features(enc, data, a.device, False), labels))
+            pending.append(
+                pool.submit(_probe_job, f"{seed}:untrained", sweep._features(enc, data, a.device, False), labels)
+            )
             model = BYOL(enc, enc.out_dim, **cfg["heads"])
             views = TwoViews(cfg["view_a"], cfg["view_b"])
             t1 = time.time()
-            hist = pretrain_byol(model, data["train"][0], views, epochs=cfg["epochs"],
-                                 batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                                 tau_base=cfg["tau_base"], device=a.device, seed=seed,
-                                 warmup_epochs=cfg["warmup_epochs"], progress=False)
+            hist = pretrain_byol(
+                model,
+                data["train"][0],
+                views,
+                epochs=cfg["epochs"],
+                batch_size=cfg["batch_size"],
+                lr=cfg["lr"],
+                weight_decay=cfg["weight_decay"],
+                tau_base=cfg["tau_base"],
+                device=a.device,
+                seed=seed,
+                warmup_epochs=cfg["warmup_epochs"],
+                progress=False,
+            )
             out["seeds"].setdefault(str(seed), {})["pretrain_s"] = round(time.time() - t1, 1)
             out["seeds"][str(seed)]["loss"] = [round(h["loss"], 4) for h in hist]
-            print(json.dumps({"seed": seed, "pretrain_s": out["seeds"][str(seed)]["pretrain_s"],
-                              "loss_last": out["seeds"][str(seed)]["loss"][-1]}), flush=True)
-            pending.append(pool.submit(_probe_job, f"{seed}:pretrained",
-                                       sweep._features(model.encoder, data, a.device, False), labels))
+            print(
+                json.dumps(
+                    {
+                        "seed": seed,
+                        "pretrain_s": out["seeds"][str(seed)]["pretrain_s"],
+                        "loss_last": out["seeds"][str(seed)]["loss"][-1],
+                    }
+                ),
+                flush=True,
+            )
+            pending.append(
+                pool.submit(
+                    _probe_job, f"{seed}:pretrained", sweep._features(model.encoder, data, a.device, False), labels
+                )
+            )
             save()
             collect(block=False)
         collect(block=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -42,14 +41,18 @@ from sweep import BASE as _SWEEP_BASE  # noqa: E402 - bench/sweep.py: no import-
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "strong": None,
     "medium": {
-        "view_a": [{"name": "resized_crop", "p": 1.0, "scale": [0.45, 1.0], "ratio": [0.75, 1.333]},
-                   {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]},
-                   {"name": "time_shift", "p": 0.5, "max_fraction": 0.25}],
-        "view_b": [{"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-                   {"name": "time_mask", "p": 0.8, "max_width": 0.25, "n_masks": 1},
-                   {"name": "freq_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
-                   {"name": "noise", "p": 0.5, "std": 0.15},
-                   {"name": "brightness", "p": 0.3, "max_delta": 0.1}],
+        "view_a": [
+            {"name": "resized_crop", "p": 1.0, "scale": [0.45, 1.0], "ratio": [0.75, 1.333]},
+            {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]},
+            {"name": "time_shift", "p": 0.5, "max_fraction": 0.25},
+        ],
+        "view_b": [
+            {"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
+            {"name": "time_mask", "p": 0.8, "max_width": 0.25, "n_masks": 1},
+            {"name": "freq_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
+            {"name": "noise", "p": 0.5, "std": 0.15},
+            {"name": "brightness", "p": 0.3, "max_delta": 0.1},
+        ],
     },
     # the views of the first sweep's base, the same objects (bench/sweep.py BASE)
     "mild": {"view_a": _SWEEP_BASE["view_a"], "view_b": _SWEEP_BASE["view_b"]},
@@ -58,12 +61,16 @@ TASKS = ("binary", "five_set")
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": round(statistics.fmean(values), 5),
-            "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
-            "min": round(min(values), 5), "max": round(max(values), 5), "values": [round(v, 5) for v in values]}
+    return {
+        "mean": round(statistics.fmean(values), 5),
+        "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
+        "min": round(min(values), 5),
+        "max": round(max(values), 5),
+        "values": [round(v, 5) for v in values],
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _split(sdir: Path, split: str, task: str) -> Any:
     """One split's tensors, read once per process (each config probes 10 encoders on the same splits)."""
     from trls_core.data.tensors import load_split
@@ -88,8 +95,9 @@ def _val_probe(encoder: Any, sdir: Path, device: str, seed: int) -> dict[str, fl
     return out
 
 
-def run_config(root: str, work: str, method: str, variant: str, threads: int,
-               smoke: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_config(
+    root: str, work: str, method: str, variant: str, threads: int, smoke: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Pretrain the K subsets of one (method, variant) and probe each encoder on validation."""
     import torch
     import yaml
@@ -131,12 +139,18 @@ def run_config(root: str, work: str, method: str, variant: str, threads: int,
         untrained.append({"seed": s, **_val_probe(rnd, link, device, s)})
     keys = [k for k in per_seed[0] if k != "seed"]
     return {
-        "config": name, "method": method, "variant": variant, "augment": VARIANTS[variant] or "params.yaml",
-        "pretrain_seeds": list(params.pretrain.seeds), "subset_fraction": params.pretrain.subset_fraction,
-        "epochs": params.pretrain.epochs, "device": device,
+        "config": name,
+        "method": method,
+        "variant": variant,
+        "augment": VARIANTS[variant] or "params.yaml",
+        "pretrain_seeds": list(params.pretrain.seeds),
+        "subset_fraction": params.pretrain.subset_fraction,
+        "epochs": params.pretrain.epochs,
+        "device": device,
         "pretrained": {k: _summary([r[k] for r in per_seed]) for k in keys},
         "untrained": {k: _summary([r[k] for r in untrained]) for k in keys},
-        "per_seed": per_seed, "pretrain_seconds": round(t_pre, 1),
+        "per_seed": per_seed,
+        "pretrain_seconds": round(t_pre, 1),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -170,9 +184,14 @@ def main() -> None:
     t0 = time.perf_counter()
     smoke = {k: v for k, v in (("epochs", a.epochs), ("seeds", a.seeds)) if v}
     todo = [(a.root, a.work, m, v, threads, smoke or None) for m, v in configs]
-    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-               "jobs": jobs, "threads_per_job": threads}
+    machine = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "jobs": jobs,
+        "threads_per_job": threads,
+    }
     results: list[dict[str, Any]] = []
 
     def record(r: dict[str, Any]) -> None:
@@ -182,15 +201,26 @@ def main() -> None:
             print(r["config"], "FAILED\n", r["error"], flush=True)
         else:
             p, u = r["pretrained"], r["untrained"]
-            print(f"{r['config']:18s} " + "  ".join(
-                f"{k} {100 * p[k]['mean']:.2f}±{100 * p[k]['std']:.2f} (untrained {100 * u[k]['mean']:.2f})"
-                for k in ("binary_val_acc", "five_set_val_acc")) + f"  {r['seconds']:.0f}s", flush=True)
-        write_json(Path(a.out), {
-            "what": "linear probe on the VALIDATION split of encoders pretrained with compare.settings "
-                    "(K seeded subsets); C chosen on a stratified 20 % of train",
-            "machine": machine, "wall_seconds": round(time.perf_counter() - t0, 1),
-            "complete": len(results) == len(todo), "results": results,
-        })
+            print(
+                f"{r['config']:18s} "
+                + "  ".join(
+                    f"{k} {100 * p[k]['mean']:.2f}±{100 * p[k]['std']:.2f} (untrained {100 * u[k]['mean']:.2f})"
+                    for k in ("binary_val_acc", "five_set_val_acc")
+                )
+                + f"  {r['seconds']:.0f}s",
+                flush=True,
+            )
+        write_json(
+            Path(a.out),
+            {
+                "what": "linear probe on the VALIDATION split of encoders pretrained with compare.settings "
+                "(K seeded subsets); C chosen on a stratified 20 % of train",
+                "machine": machine,
+                "wall_seconds": round(time.perf_counter() - t0, 1),
+                "complete": len(results) == len(todo),
+                "results": results,
+            },
+        )
 
     if jobs == 1:
         for t in todo:

@@ -26,13 +26,22 @@ BASE: dict[str, Any] = {
     "encoder": "tfrnn",
     "enc": {"dim": 32, "depth": 3, "rep_dim": 128},
     "heads": {"proj_hidden": 256, "proj_dim": 64, "pred_hidden": 256},
-    "view_a": [{"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.75, 1.333]},
-               {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]}],
-    "view_b": [{"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-               {"name": "time_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
-               {"name": "freq_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
-               {"name": "brightness", "p": 0.3, "max_delta": 0.1}],
-    "epochs": 20, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4, "tau_base": 0.99, "warmup_epochs": 1,
+    "view_a": [
+        {"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.75, 1.333]},
+        {"name": "contrast", "p": 0.5, "range": [0.9, 1.1]},
+    ],
+    "view_b": [
+        {"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
+        {"name": "time_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
+        {"name": "freq_mask", "p": 0.8, "max_width": 0.2, "n_masks": 1},
+        {"name": "brightness", "p": 0.3, "max_delta": 0.1},
+    ],
+    "epochs": 20,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "tau_base": 0.99,
+    "warmup_epochs": 1,
     "seed": 0,
 }
 
@@ -69,8 +78,17 @@ def _probe(z: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
     res = {}
     for task, col, names in (("binary", 1, ["n", "s"]), ("five_set", 2, list("ZONFS"))):
-        r = linear_probe(z["train"], data["train"][col], z["test"], data["test"][col], names, seed=0,
-                         c_grid=(0.01, 0.1, 1.0, 10.0), z_val=z["val"], y_val=data["val"][col])
+        r = linear_probe(
+            z["train"],
+            data["train"][col],
+            z["test"],
+            data["test"][col],
+            names,
+            seed=0,
+            c_grid=(0.01, 0.1, 1.0, 10.0),
+            z_val=z["val"],
+            y_val=data["val"][col],
+        )
         res[f"{task}_val_f1"] = round(r["c_scores"][str(r["C"])], 4)
         res[f"{task}_test_acc"] = round(r["accuracy"], 4)
         res[f"{task}_test_f1"] = round(r["macro_f1"], 4)
@@ -88,7 +106,7 @@ def _features(encoder, data, device: str, scales: bool):
             x = data[sp][0]
             zs = []
             for i in range(0, len(x), 1024):
-                xb = x[i:i + 1024].to(device)
+                xb = x[i : i + 1024].to(device)
                 if scales:
                     zs.append(torch.cat(encoder.forward_scales(xb), dim=1).cpu())
                 else:
@@ -126,9 +144,20 @@ def run_one(args: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
         model = BYOL(enc, enc.out_dim if hasattr(enc, "out_dim") else cfg["enc"]["rep_dim"], **cfg["heads"])
         views = TwoViews(cfg["view_a"], cfg["view_b"]) if (cfg["view_a"] or cfg["view_b"]) else None
         t1 = time.time()
-        hist = pretrain_byol(model, data["train"][0], views, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                             lr=cfg["lr"], weight_decay=cfg["weight_decay"], tau_base=cfg["tau_base"],
-                             device=device, seed=cfg["seed"], warmup_epochs=cfg["warmup_epochs"], progress=False)
+        hist = pretrain_byol(
+            model,
+            data["train"][0],
+            views,
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            weight_decay=cfg["weight_decay"],
+            tau_base=cfg["tau_base"],
+            device=device,
+            seed=cfg["seed"],
+            warmup_epochs=cfg["warmup_epochs"],
+            progress=False,
+        )
         res["pretrain_s"] = round(time.time() - t1, 1)
         res["loss"] = [round(h["loss"], 4) for h in hist]
         res["rep"] = _probe(_features(model.encoder, data, device, False), data)
@@ -158,8 +187,12 @@ def main() -> None:
             print(json.dumps(r), flush=True)
             results.append(r)
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
-                                               "configs": cfgs, "results": results}, indent=1))
+            Path(a.out).write_text(
+                json.dumps(
+                    {"machine": platform.platform(), "cpus": os.cpu_count(), "configs": cfgs, "results": results},
+                    indent=1,
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _scripts import run_trls as _trls  # noqa: E402
+
 from trls_core.io import write_json  # noqa: E402
 
 
@@ -42,15 +43,32 @@ def _acc(path: Path) -> tuple[list[float], dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--own-epochs", type=int, default=100,
-                    help="BYOL epochs on ECG200's 85 training beats (one step each: the whole set is one batch)")
+    ap.add_argument(
+        "--own-epochs",
+        type=int,
+        default=100,
+        help="BYOL epochs on ECG200's 85 training beats (one step each: the whole set is one batch)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "transfer-ecg200.json")
     args = ap.parse_args()
     seeds = json.dumps(args.seeds)
     times = {f"data_{st}_s": _trls("data", st, "ecg200") for st in ("fetch", "parquet", "spectrogram")}
-    ev = ["--profile", "cinc_record", "--set", "evaluate.dataset=ecg200", "--set", "evaluate.task=label",
-          "--set", "evaluate.level=window", "--set", "evaluate.fractions=[]", "--set", f"evaluate.seeds={seeds}",
-          "--set", f"pretrain.seeds={seeds}"]
+    ev = [
+        "--profile",
+        "cinc_record",
+        "--set",
+        "evaluate.dataset=ecg200",
+        "--set",
+        "evaluate.task=label",
+        "--set",
+        "evaluate.level=window",
+        "--set",
+        "evaluate.fractions=[]",
+        "--set",
+        f"evaluate.seeds={seeds}",
+        "--set",
+        f"pretrain.seeds={seeds}",
+    ]
     times["transfer_evaluate_s"] = _trls("evaluate", *ev)  # pretrain.dataset stays cinc2017: a transfer
     own = [*ev, "--set", "pretrain.dataset=ecg200", "--set", f"pretrain.epochs={args.own_epochs}"]
     times["own_pretrain_s"] = _trls("pretrain", *own)
@@ -67,16 +85,23 @@ def main() -> None:
         "trls_own": own_acc,
         "trls_from_cinc2017": transfer,
         "seeds": args.seeds,
-        "settings": {"own_pretrain_epochs": args.own_epochs, "spectrogram": mt.get("spectrogram"),
-                     "n_windows": mt.get("n_windows"), "selected_by": mt.get("selected_by")},
+        "settings": {
+            "own_pretrain_epochs": args.own_epochs,
+            "spectrogram": mt.get("spectrogram"),
+            "n_windows": mt.get("n_windows"),
+            "selected_by": mt.get("selected_by"),
+        },
         "seconds": times,
     }
     write_json(args.out, out)
     from trls_core.plots import plot_score_bars
 
-    plot_score_bars({k: out[k] for k in ("trls_from_cinc2017", "trls_own", "untrained_linear", "pixels_linear")},
-                    args.out.with_suffix(".png"), "linear-probe accuracy (ECG200_TEST)",
-                    "ECG200: CinC 2017 encoder vs its own data")
+    plot_score_bars(
+        {k: out[k] for k in ("trls_from_cinc2017", "trls_own", "untrained_linear", "pixels_linear")},
+        args.out.with_suffix(".png"),
+        "linear-probe accuracy (ECG200_TEST)",
+        "ECG200: CinC 2017 encoder vs its own data",
+    )
     print(json.dumps(out, indent=1))
 
 

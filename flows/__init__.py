@@ -19,13 +19,21 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = [
-    "NullTracker", "experiment_name", "flow_run_tags", "log_params_file", "numeric_metrics", "resolve_paths",
-    "run_logger", "start_run", "yield_cpu_to_training",
+    "NullTracker",
+    "experiment_name",
+    "flow_run_tags",
+    "log_params_file",
+    "numeric_metrics",
+    "resolve_paths",
+    "run_logger",
+    "start_run",
+    "yield_cpu_to_training",
 ]
 
 
@@ -83,7 +91,7 @@ class NullTracker:
 
     run_id: str | None = None
 
-    def __enter__(self) -> "NullTracker":
+    def __enter__(self) -> NullTracker:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,7 +104,7 @@ class NullTracker:
     def set_tags(self, *a: Any, **k: Any) -> None: ...
     def finish(self, *a: Any, **k: Any) -> None: ...
 
-    def child(self, *a: Any, **k: Any) -> "NullTracker":
+    def child(self, *a: Any, **k: Any) -> NullTracker:
         return NullTracker()
 
 
@@ -263,4 +271,3 @@ def yield_cpu_to_training(nice: int | None = None, idle: bool | None = None) -> 
         except OSError:
             pass
     return done
-

@@ -34,8 +34,14 @@ def method_workspace(root: Path, dataset: str, method: str) -> Path:
     return root / "compare" / dataset / method
 
 
-def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str, Any], profile: str | None,
-                      compare_dataset: str | None = None) -> Path:
+def prepare_workspace(
+    root: Path,
+    dataset: str,
+    method_name: str,
+    raw: dict[str, Any],
+    profile: str | None,
+    compare_dataset: str | None = None,
+) -> Path:
     """Create (or refresh) the method's workspace; returns its params file.
 
     The params file is rewritten only when its content changes, and the
@@ -49,9 +55,11 @@ def prepare_workspace(root: Path, dataset: str, method_name: str, raw: dict[str,
     method = get_method(method_name)
     ws = method_workspace(root, dataset, method.name)
     params_file = ws / "params.yaml"
-    text = ("# written by flows/compare.py: params.yaml with the profile applied and the overrides of\n"
-            f"# method {method.name!r} ({method.description}); edit the project's params.yaml instead\n"
-            + yaml.safe_dump(method_params(raw, method, profile, compare_dataset), sort_keys=False))
+    text = (
+        "# written by flows/compare.py: params.yaml with the profile applied and the overrides of\n"
+        f"# method {method.name!r} ({method.description}); edit the project's params.yaml instead\n"
+        + yaml.safe_dump(method_params(raw, method, profile, compare_dataset), sort_keys=False)
+    )
     if not params_file.is_file() or params_file.read_text() != text:
         write_text(params_file, text)
     # the data is DVC's, built once: the spectrograms, and the windows Parquet raw-input methods read
@@ -86,8 +94,13 @@ def comparison_task(
     from trls_core.paths import report_dir, report_file
 
     rdir = report_dir(Path(root), dataset)
-    files = write_comparison(rdir, {m: Path(p) for m, p in metrics_files.items()},
-                             {m: get_method(m).description for m in metrics_files}, wall_seconds, compute_seconds)
+    files = write_comparison(
+        rdir,
+        {m: Path(p) for m, p in metrics_files.items()},
+        {m: get_method(m).description for m in metrics_files},
+        wall_seconds,
+        compute_seconds,
+    )
     if task_name != "binary":  # one naming rule with the evaluation reports (paths.report_file)
         files = {k: f.rename(report_file(rdir, f.name, task_name)) for k, f in files.items()}
     if track and run_id:
@@ -141,28 +154,54 @@ def compare_flow(
     walls: dict[str, float] = {}
     compute: dict[str, float] = {}
     reports: dict[str, str] = {}
-    with start_run(track, root_p, experiment_name(ds), "compare",
-                   params={"methods": ",".join(names), "profile": base.profile, "task": task_name},
-                   tags=tags) as parent:
+    with start_run(
+        track,
+        root_p,
+        experiment_name(ds),
+        "compare",
+        params={"methods": ",".join(names), "profile": base.profile, "task": task_name},
+        tags=tags,
+    ) as parent:
         for name in names:
             ws_params = prepare_workspace(root_p, ds, name, raw, base.profile, dataset)
             ws = ws_params.parent
             t0 = time.perf_counter()
-            with start_run(track, root_p, experiment_name(ds), f"method/{name}",
-                           params={"method": name, "workspace": str(ws)},
-                           tags={"stage": "compare-method", "method": name}, parent_run_id=parent.run_id) as mrun:
-                sub = {"root": str(ws), "params_path": str(ws_params), "profile": base.profile, "track": track,
-                       "parent_run_id": mrun.run_id}
+            with start_run(
+                track,
+                root_p,
+                experiment_name(ds),
+                f"method/{name}",
+                params={"method": name, "workspace": str(ws)},
+                tags={"stage": "compare-method", "method": name},
+                parent_run_id=parent.run_id,
+            ) as mrun:
+                sub = {
+                    "root": str(ws),
+                    "params_path": str(ws_params),
+                    "profile": base.profile,
+                    "track": track,
+                    "parent_run_id": mrun.run_id,
+                }
                 model_dirs = pretrain_flow(**sub)
                 reports[name] = finetune_flow(**sub, task=task_name)
             walls[name] = round(time.perf_counter() - t0, 1)
             metrics_files[name] = str(report_file(report_dir(ws, ds), "metrics.json", task_name))
             compute[name] = round(stored_compute_seconds([Path(d) for d in model_dirs], Path(metrics_files[name])), 1)
-            logger.info("method %s done in %.0f s (its results cost %.0f s of compute): %s", name, walls[name],
-                        compute[name], reports[name])
+            logger.info(
+                "method %s done in %.0f s (its results cost %.0f s of compute): %s",
+                name,
+                walls[name],
+                compute[name],
+                reports[name],
+            )
         files = comparison_task(str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id, compute)
-    return {"files": files, "reports": reports, "wall_seconds": walls, "compute_seconds": compute,
-            "run_id": parent.run_id}
+    return {
+        "files": files,
+        "reports": reports,
+        "wall_seconds": walls,
+        "compute_seconds": compute,
+        "run_id": parent.run_id,
+    }
 
 
 if __name__ == "__main__":  # `python -m flows.compare`: the methods of params.yaml on an ephemeral API

@@ -35,11 +35,18 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from trls_core.paths import report_file
-
-from flows import (experiment_name, flow_run_tags, log_params_file, numeric_metrics, resolve_paths, run_logger,
-                   start_run, yield_cpu_to_training)
+from flows import (
+    experiment_name,
+    flow_run_tags,
+    log_params_file,
+    numeric_metrics,
+    resolve_paths,
+    run_logger,
+    start_run,
+    yield_cpu_to_training,
+)
 from flows.runners import InlineTaskRunner
+from trls_core.paths import report_file
 
 _CTX_LOCK = threading.Lock()
 _CTX: dict[tuple[Any, ...], Any] = {}
@@ -48,12 +55,14 @@ _CTX: dict[tuple[Any, ...], Any] = {}
 def _run_params(params: Any) -> dict[str, Any]:
     from trls_core.config import flatten
 
-    return flatten({
-        "profile": params.profile,
-        "encoder": params.model.encoder,
-        "pretrain_seeds": list(params.pretrain.seeds),
-        "evaluate": params.evaluate.model_dump(),
-    })
+    return flatten(
+        {
+            "profile": params.profile,
+            "encoder": params.model.encoder,
+            "pretrain_seeds": list(params.pretrain.seeds),
+            "evaluate": params.evaluate.model_dump(),
+        }
+    )
 
 
 def _with_task(params: Any, task_name: str | None) -> Any:
@@ -133,8 +142,15 @@ def evaluate_unit_task(
     logger.info("%s: macro-F1 %s (%.1f s)", u.name, f1s, result.get("unit_seconds", float("nan")))
     if track:
         tags = {"stage": "evaluate-unit", "task": params.evaluate.task, **flow_run_tags()}
-        with start_run(True, Path(root), experiment_name(params.evaluate.dataset), u.name,
-                       params=_unit_params(u), tags=tags, parent_run_id=parent_run_id) as run:
+        with start_run(
+            True,
+            Path(root),
+            experiment_name(params.evaluate.dataset),
+            u.name,
+            params=_unit_params(u),
+            tags=tags,
+            parent_run_id=parent_run_id,
+        ) as run:
             _log_unit(run, u.name, result)
     return str(path)
 
@@ -192,17 +208,35 @@ def finetune_flow(
     params = _load(str(params_p), profile, task)  # fail fast on bad params
     ev = params.evaluate
     units = units_for(params)
-    logger.info("evaluating %s on %s (task %s, seeds %s, fractions %s, profile %s): %d units",
-                params.model.encoder, ev.dataset, ev.task, ev.seeds, ev.fractions, params.profile, len(units))
+    logger.info(
+        "evaluating %s on %s (task %s, seeds %s, fractions %s, profile %s): %d units",
+        params.model.encoder,
+        ev.dataset,
+        ev.task,
+        ev.seeds,
+        ev.fractions,
+        params.profile,
+        len(units),
+    )
     tags = {"stage": "evaluate", "task": ev.task, "profile": params.profile, **flow_run_tags()}
-    with start_run(track, root_p, experiment_name(ev.dataset), f"evaluate/{ev.task}",
-                   params=_run_params(params), tags=tags, parent_run_id=parent_run_id) as run:
+    with start_run(
+        track,
+        root_p,
+        experiment_name(ev.dataset),
+        f"evaluate/{ev.task}",
+        params=_run_params(params),
+        tags=tags,
+        parent_run_id=parent_run_id,
+    ) as run:
         if parent_run_id is None:
             log_params_file(run, params_p, params)
         common = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "task_name": task}
         futures = evaluate_unit_task.map(
-            **common, unit_name=[u.name for u in units], unit=[tuple(u) for u in units],
-            track=track, parent_run_id=run.run_id,
+            **common,
+            unit_name=[u.name for u in units],
+            unit=[tuple(u) for u in units],
+            track=track,
+            parent_run_id=run.run_id,
         )
         wait(futures)
         failed = [(u, f.state) for u, f in zip(units, futures) if not f.state.is_completed()]

@@ -32,12 +32,18 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from trls_core.paths import report_file
-
-from flows import (experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run,
-                   yield_cpu_to_training)
+from flows import (
+    experiment_name,
+    flow_run_tags,
+    log_params_file,
+    resolve_paths,
+    run_logger,
+    start_run,
+    yield_cpu_to_training,
+)
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
+from trls_core.paths import report_file
 
 DVC_STAGES = ("fetch", "parquet", "spectrogram")
 STDERR_TAIL = 2000
@@ -58,8 +64,14 @@ def dvc_executable() -> str:
     return found
 
 
-@task(name="dvc-repro", task_run_name="dvc-repro-{dataset}", retries=2, retry_delay_seconds=[10, 30],
-      cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="dvc-repro",
+    task_run_name="dvc-repro-{dataset}",
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def dvc_repro(root: str, dataset: str) -> str:
     """Reproduce the dataset's data stages; returns DVC's last output lines.
 
@@ -116,14 +128,21 @@ def register_task(
     score = promotion_score(Path(report_dir), task_name)
     digest = split_digest(Path(spectrogram_dir), task_name)
     run = resume_run(Path(root), parent_run_id)  # not a `with`: the flow's parent run ends it
-    version = register_encoder(run, Path(model_dir), Path(spectrogram_dir), model_name,
-                               task=task_name, test_macro_f1=score)
+    version = register_encoder(
+        run, Path(model_dir), Path(spectrogram_dir), model_name, task=task_name, test_macro_f1=score
+    )
     promoted, reason = promote_if_better(model_name, version, score, digest, root=Path(root))
     run.log_metrics({"promotion_score": score}, step=0)
     run.set_tags({"promoted": str(promoted), "promotion_reason": reason})
     logger.info("%s v%s (linear-probe macro-F1 %.4f): %s", model_name, version, score, reason)
-    return {"model_name": model_name, "version": str(version), "score": score, "split_digest": digest,
-            "promoted": bool(promoted), "reason": reason}
+    return {
+        "model_name": model_name,
+        "version": str(version),
+        "score": score,
+        "split_digest": digest,
+        "promoted": bool(promoted),
+        "reason": reason,
+    }
 
 
 def _parent_tags(root: Path, params: Any, dataset: str) -> dict[str, str]:
@@ -134,8 +153,13 @@ def _parent_tags(root: Path, params: Any, dataset: str) -> dict[str, str]:
     """
     from trls_core.tracking import git_commit
 
-    return {"stage": "pipeline", "dataset": dataset, "profile": params.profile,
-            "git_commit": str(git_commit(root) or "unknown"), **flow_run_tags()}
+    return {
+        "stage": "pipeline",
+        "dataset": dataset,
+        "profile": params.profile,
+        "git_commit": str(git_commit(root) or "unknown"),
+        **flow_run_tags(),
+    }
 
 
 @flow(name="trls-pipeline", validate_parameters=True)
@@ -183,21 +207,39 @@ def pipeline_flow(
     sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track}
     result: dict[str, Any] = {"dataset": ds, "profile": params.profile}
     tags = _parent_tags(root_p, params, ds) if track else {}
-    with start_run(track, root_p, experiment_name(ds), f"pipeline/{params.profile}",
-                   params={"profile": params.profile, "dataset": ds, "encoder": params.model.encoder,
-                           "task": params.evaluate.task, "params_path": str(params_p)},
-                   tags=tags) as parent:
+    with start_run(
+        track,
+        root_p,
+        experiment_name(ds),
+        f"pipeline/{params.profile}",
+        params={
+            "profile": params.profile,
+            "dataset": ds,
+            "encoder": params.model.encoder,
+            "task": params.evaluate.task,
+            "params_path": str(params_p),
+        },
+        tags=tags,
+    ) as parent:
         result["run_id"] = parent.run_id
         log_params_file(parent, params_p, params)
         result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
         result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
-        result["also_report_dirs"] = {t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t)
-                                      for t in params.evaluate.also_tasks if t != params.evaluate.task}
+        result["also_report_dirs"] = {
+            t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t)
+            for t in params.evaluate.also_tasks
+            if t != params.evaluate.task
+        }
         if register_model and track:
             mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
             result["registration"] = register_task(
-                str(root_p), parent.run_id, str(mdir), str(spectrogram_dir(root_p, ds)),
-                result["report_dir"], params.evaluate.task, model_name,
+                str(root_p),
+                parent.run_id,
+                str(mdir),
+                str(spectrogram_dir(root_p, ds)),
+                result["report_dir"],
+                params.evaluate.task,
+                model_name,
             )
         elif register_model:
             logger.warning("register_model=True needs track=True (the registry is MLflow's): not registering")

@@ -19,7 +19,15 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import experiment_name, flow_run_tags, log_params_file, resolve_paths, run_logger, start_run, yield_cpu_to_training
+from flows import (
+    experiment_name,
+    flow_run_tags,
+    log_params_file,
+    resolve_paths,
+    run_logger,
+    start_run,
+    yield_cpu_to_training,
+)
 
 EPOCH_KEYS = {"loss": "loss", "lr": "lr", "tau": "tau", "seconds": "epoch_seconds"}
 
@@ -43,12 +51,14 @@ def _run_params(params: Any) -> dict[str, Any]:
     """What determines the weights, flattened for MLflow run parameters."""
     from trls_core.config import flatten
 
-    return flatten({
-        "profile": params.profile,
-        "model": params.model.model_dump(),
-        "augment": params.augment.model_dump(),
-        "pretrain": params.pretrain.model_dump(),
-    })
+    return flatten(
+        {
+            "profile": params.profile,
+            "model": params.model.model_dump(),
+            "augment": params.augment.model_dump(),
+            "pretrain": params.pretrain.model_dump(),
+        }
+    )
 
 
 @task(
@@ -77,13 +87,27 @@ def pretrain_seed_task(
     params = _load(params_path, profile, subset_fraction)
     ds = params.pretrain.dataset
     tags = {"stage": "pretrain", "seed": str(seed), "profile": params.profile, **flow_run_tags()}
-    with start_run(track, Path(root), experiment_name(ds), f"pretrain/seed={seed}",
-                   params={"seed": seed}, tags=tags, parent_run_id=parent_run_id) as run:
+    with start_run(
+        track,
+        Path(root),
+        experiment_name(ds),
+        f"pretrain/seed={seed}",
+        params={"seed": seed},
+        tags=tags,
+        parent_run_id=parent_run_id,
+    ) as run:
         logged: set[int] = set()
 
         def on_epoch(rec: dict[str, Any]) -> None:
-            logger.info("seed %d epoch %d/%d: loss %.4f lr %.2e tau %.4f", seed, rec["epoch"] + 1,
-                        params.pretrain.epochs, rec["loss"], rec["lr"], rec["tau"])
+            logger.info(
+                "seed %d epoch %d/%d: loss %.4f lr %.2e tau %.4f",
+                seed,
+                rec["epoch"] + 1,
+                params.pretrain.epochs,
+                rec["loss"],
+                rec["lr"],
+                rec["tau"],
+            )
             run.log_metrics(_epoch_metrics(rec), step=int(rec["epoch"]))
             logged.add(int(rec["epoch"]))
 
@@ -97,13 +121,15 @@ def pretrain_seed_task(
         # resumed: this run continued a killed one from its checkpoint; reused: the model with
         # these parameters was already complete, nothing was trained now
         resumed = info.get("resumed_from_epoch") if logged else None
-        run.set_tags({
-            "model_dir": str(out),
-            "fingerprint": str(info.get("fingerprint")),
-            "resumed": str(resumed is not None).lower(),
-            "resumed_from_epoch": str(resumed) if resumed is not None else "none",
-            "reused_finished_model": str(not logged).lower(),
-        })
+        run.set_tags(
+            {
+                "model_dir": str(out),
+                "fingerprint": str(info.get("fingerprint")),
+                "resumed": str(resumed is not None).lower(),
+                "resumed_from_epoch": str(resumed) if resumed is not None else "none",
+                "reused_finished_model": str(not logged).lower(),
+            }
+        )
         if resumed is not None:
             logger.info("seed %d resumed from its checkpoint after %d completed epoch(s)", seed, int(resumed))
         for name in ("encoder.json", "loss_curve.png"):
@@ -141,14 +167,29 @@ def pretrain_flow(
     root_p, params_p = resolve_paths(root, params_path)
     params = _load(str(params_p), profile, subset_fraction)  # fail fast on bad params, before any run is opened
     seed_list = list(seeds) if seeds else list(params.pretrain.seeds)
-    logger.info("pretraining %s on %s, profile %s, seeds %s (root %s)", params.model.encoder,
-                params.pretrain.dataset, params.profile, seed_list, root_p)
+    logger.info(
+        "pretraining %s on %s, profile %s, seeds %s (root %s)",
+        params.model.encoder,
+        params.pretrain.dataset,
+        params.profile,
+        seed_list,
+        root_p,
+    )
     tags = {"stage": "pretrain", "profile": params.profile, **flow_run_tags()}
     run_params = {**_run_params(params), "pretrain.seeds": seed_list}
-    with start_run(track, root_p, experiment_name(params.pretrain.dataset), "pretrain",
-                   params=run_params, tags=tags, parent_run_id=parent_run_id) as run:
+    with start_run(
+        track,
+        root_p,
+        experiment_name(params.pretrain.dataset),
+        "pretrain",
+        params=run_params,
+        tags=tags,
+        parent_run_id=parent_run_id,
+    ) as run:
         if parent_run_id is None:
             log_params_file(run, params_p, params)
-        dirs = [pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id, subset_fraction)
-                for s in seed_list]
+        dirs = [
+            pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id, subset_fraction)
+            for s in seed_list
+        ]
     return dirs

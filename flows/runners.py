@@ -57,7 +57,7 @@ class InlineTaskRunner(ThreadPoolTaskRunner):
     def __init__(self, max_workers: int | None = 1) -> None:
         super().__init__(max_workers=1)
 
-    def __enter__(self) -> "InlineTaskRunner":
+    def __enter__(self) -> InlineTaskRunner:
         super().__enter__()
         if self._executor is not None:
             self._executor.shutdown(wait=False)

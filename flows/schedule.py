@@ -29,19 +29,22 @@ def build_deployment(
     dataset: str | None = None,
     track: bool = True,
     register_model: bool = True,
-) -> "RunnerDeployment":
+) -> RunnerDeployment:
     """The pipeline deployment with a cron schedule (UTC) and absolute paths as default parameters.
 
     Paths are made absolute here because scheduled runs start in a runner
     process whose working directory is not the caller's.
     """
+    from flows.pipeline import pipeline_flow
     from trls_core.errors import ConfigError
 
-    from flows.pipeline import pipeline_flow
-
     root_p, params_p = resolve_paths(root, params_path)
-    parameters: dict[str, Any] = {"root": str(root_p), "params_path": str(params_p), "track": track,
-                                  "register_model": register_model}
+    parameters: dict[str, Any] = {
+        "root": str(root_p),
+        "params_path": str(params_p),
+        "track": track,
+        "register_model": register_model,
+    }
     if profile is not None:
         parameters["profile"] = profile
     if dataset is not None:

@@ -54,7 +54,9 @@ def write_archive(
     return path
 
 
-def good_records(n_records: int, seed: int = 0, length: int = 4500) -> dict[str, tuple[str | None, bytes | None, str | None]]:
+def good_records(
+    n_records: int, seed: int = 0, length: int = 4500
+) -> dict[str, tuple[str | None, bytes | None, str | None]]:
     """``n_records`` valid records with labels cycling N, N, O, A (every class but ~ present)."""
     rng = np.random.default_rng(seed)
     out = {}

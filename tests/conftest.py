@@ -63,11 +63,14 @@ def shrink_params(raw: dict) -> dict:
     raw["model"]["ts2vec"].update({"hidden": 8, "rep_dim": 16, "depth": 2})
     raw["model"]["heads"] = {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16}
     raw["pretrain"].update({"epochs": 3, "batch_size": 16, "seeds": [0], "warmup_epochs": 1, "device": "cpu"})
-    raw["evaluate"].update({"seeds": [0, 1], "fractions": [0.5, 1.0], "tsne_points": 40, "device": "cpu",
-                            "c_grid": [0.1, 1.0]})
+    raw["evaluate"].update(
+        {"seeds": [0, 1], "fractions": [0.5, 1.0], "tsne_points": 40, "device": "cpu", "c_grid": [0.1, 1.0]}
+    )
     raw["evaluate"]["finetune"].update({"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 3})
-    raw["compare"]["settings"] = {"pretrain": {"seeds": [0, 1], "subset_fraction": 0.5},
-                                  "evaluate": {"finetune": {"epochs": 2, "max_steps_per_epoch": 3}}}
+    raw["compare"]["settings"] = {
+        "pretrain": {"seeds": [0, 1], "subset_fraction": 0.5},
+        "evaluate": {"finetune": {"epochs": 2, "max_steps_per_epoch": 3}},
+    }
     return raw
 
 

@@ -16,8 +16,16 @@ import numpy as np
 
 FS = 100
 EPOCH_S = 30
-STAGE = {"W": "Sleep stage W", "1": "Sleep stage 1", "2": "Sleep stage 2", "3": "Sleep stage 3",
-         "4": "Sleep stage 4", "R": "Sleep stage R", "?": "Sleep stage ?", "M": "Movement time"}
+STAGE = {
+    "W": "Sleep stage W",
+    "1": "Sleep stage 1",
+    "2": "Sleep stage 2",
+    "3": "Sleep stage 3",
+    "4": "Sleep stage 4",
+    "R": "Sleep stage R",
+    "?": "Sleep stage ?",
+    "M": "Movement time",
+}
 
 
 def _field(value: object, width: int) -> bytes:
@@ -37,8 +45,18 @@ def _header(n_records: int, duration: float, signals: list[dict], edf_plus: bool
     out = _field("0", 8) + _field("X X X X", 80) + _field("Startdate 24-APR-1989 X X X", 80)
     out += _field("24.04.89", 8) + _field("16.13.00", 8) + _num(256 * (ns + 1))
     out += _field("EDF+C" if edf_plus else "", 44) + _num(n_records) + _num(duration) + _field(ns, 4)
-    for key, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
-                       ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("n", 8), ("reserved", 32)):
+    for key, width in (
+        ("label", 16),
+        ("transducer", 80),
+        ("unit", 8),
+        ("pmin", 8),
+        ("pmax", 8),
+        ("dmin", 8),
+        ("dmax", 8),
+        ("prefilter", 80),
+        ("n", 8),
+        ("reserved", 32),
+    ):
         for s in signals:
             out += _num(s[key], width) if isinstance(s[key], (int, float)) else _field(s[key], width)
     return out
@@ -56,9 +74,20 @@ def write_psg(path: Path, channels: dict[str, np.ndarray], fs: float = FS, recor
     for name, x in channels.items():
         x = np.asarray(x, dtype=np.float64)[: n_records * n_per]
         pmax = float(np.ceil(np.abs(x).max() + 1.0))
-        signals.append({"label": name, "transducer": "Ag-AgCl electrodes", "unit": "uV", "pmin": -pmax,
-                        "pmax": pmax, "dmin": -32768, "dmax": 32767, "prefilter": "HP:0.5Hz", "n": n_per,
-                        "reserved": ""})
+        signals.append(
+            {
+                "label": name,
+                "transducer": "Ag-AgCl electrodes",
+                "unit": "uV",
+                "pmin": -pmax,
+                "pmax": pmax,
+                "dmin": -32768,
+                "dmax": 32767,
+                "prefilter": "HP:0.5Hz",
+                "n": n_per,
+                "reserved": "",
+            }
+        )
         digital.append(np.round((x + pmax) / (2 * pmax) * 65535 - 32768).astype("<i2"))
     body = b"".join(d[r * n_per : (r + 1) * n_per].tobytes() for r in range(n_records) for d in digital)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +102,18 @@ def write_hypnogram(path: Path, stages: list[tuple[float, float, str]]) -> Path:
         tals += f"+{onset:g}\x15{duration:g}\x14{desc}\x14\x00".encode("latin-1")
     n_bytes = len(tals) + (-len(tals)) % 2
     tals = tals.ljust(n_bytes, b"\x00")
-    sig = {"label": "EDF Annotations", "transducer": "", "unit": "", "pmin": -1, "pmax": 1,
-           "dmin": -32768, "dmax": 32767, "prefilter": "", "n": n_bytes // 2, "reserved": ""}
+    sig = {
+        "label": "EDF Annotations",
+        "transducer": "",
+        "unit": "",
+        "pmin": -1,
+        "pmax": 1,
+        "dmin": -32768,
+        "dmax": 32767,
+        "prefilter": "",
+        "n": n_bytes // 2,
+        "reserved": "",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(_header(1, 0, [sig], edf_plus=True) + tals)
     return path
@@ -114,5 +153,7 @@ def write_recording(
     n = int(len(labels) * EPOCH_S * fs)
     stem = f"SC4{subject:02d}{night}"
     psg = write_psg(folder / f"{stem}E0-PSG.edf", {c: eeg_like(n, rng, fs) for c in channels}, fs=fs)
-    hyp = write_hypnogram(folder / f"{stem}E{hyp_letter}-Hypnogram.edf", hypnogram if hypnogram is not None else runs(labels))
+    hyp = write_hypnogram(
+        folder / f"{stem}E{hyp_letter}-Hypnogram.edf", hypnogram if hypnogram is not None else runs(labels)
+    )
     return psg, hyp

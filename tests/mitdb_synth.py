@@ -59,8 +59,13 @@ def write_record(
 
     kw = {}
     if custom:
-        kw["custom_labels"] = pd.DataFrame({"label_store": list(range(42, 42 + len(custom))),
-                                            "symbol": list(custom), "description": list(custom.values())})
+        kw["custom_labels"] = pd.DataFrame(
+            {
+                "label_store": list(range(42, 42 + len(custom))),
+                "symbol": list(custom),
+                "description": list(custom.values()),
+            }
+        )
     wfdb.wrann(rid, "atr", samples_arr, symbol=syms, write_dir=str(folder), **kw)
     return samples_arr, syms
 
@@ -68,11 +73,22 @@ def write_record(
 def wfdb_write(folder: Path, rid: str, fs: float, leads: list[str], sig: np.ndarray) -> None:
     import wfdb
 
-    wfdb.wrsamp(rid, fs=fs, units=["mV"] * len(leads), sig_name=leads, p_signal=sig, fmt=["212"] * len(leads),
-                adc_gain=[200.0] * len(leads), baseline=[1024] * len(leads), write_dir=str(folder))
+    wfdb.wrsamp(
+        rid,
+        fs=fs,
+        units=["mV"] * len(leads),
+        sig_name=leads,
+        p_signal=sig,
+        fmt=["212"] * len(leads),
+        adc_gain=[200.0] * len(leads),
+        baseline=[1024] * len(leads),
+        write_dir=str(folder),
+    )
 
 
-def tiny_mirror(folder: Path, records: tuple[str, ...] = ("101", "106", "108", "109", "100", "103"), seed: int = 0) -> Path:
+def tiny_mirror(
+    folder: Path, records: tuple[str, ...] = ("101", "106", "108", "109", "100", "103"), seed: int = 0
+) -> Path:
     """``folder/mitdb/`` with good records (DS1: 101 106 108 109, DS2: 100 103); returns ``folder``."""
     rng = np.random.default_rng(seed)
     for rid in records:

@@ -30,7 +30,8 @@ A view is described by a list of plain dicts (params.yaml friendly)::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import kornia.augmentation as KA
 import torch
@@ -410,9 +411,7 @@ def build_view(ops: list[dict[str, Any]]) -> nn.Module:
         label = f"{name} (#{i})"
         unknown = sorted(set(spec) - {"name", "p", *allowed})
         if unknown:
-            raise ValueError(
-                f"augment op {label!r}: unknown key(s) {unknown}; allowed: {['p', *allowed]}"
-            )
+            raise ValueError(f"augment op {label!r}: unknown key(s) {unknown}; allowed: {['p', *allowed]}")
         p = _prob(label, "p", spec.get("p", 1.0))
         modules.append(factory(label, p, spec))
     return View(modules, list(ops))

@@ -33,7 +33,8 @@ TS-TCC's default, an unknown key or a bad value raises ValueError::
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn

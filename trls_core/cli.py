@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -23,8 +23,12 @@ app.add_typer(data_app, name="data")
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read")
 ProfileOpt = typer.Option(None, "--profile", help="profile to merge (default: TRLS_PROFILE or params.yaml `profile`)")
 RootOpt = typer.Option(Path("."), "--root", help="project root holding data/, models/, reports/")
-SetOpt = typer.Option(None, "--set", help="override a setting after the profile: dotted.key=YAML value "
-                      "(repeatable; validated like params.yaml), e.g. --set pretrain.epochs=3")
+SetOpt = typer.Option(
+    None,
+    "--set",
+    help="override a setting after the profile: dotted.key=YAML value "
+    "(repeatable; validated like params.yaml), e.g. --set pretrain.epochs=3",
+)
 
 
 def _guard(fn: Callable[[], object]) -> object:
@@ -40,7 +44,7 @@ def _guard(fn: Callable[[], object]) -> object:
 
 
 @app.command()
-def params(params: Path = ParamsOpt, profile: Optional[str] = ProfileOpt, sets: Optional[list[str]] = SetOpt) -> None:
+def params(params: Path = ParamsOpt, profile: str | None = ProfileOpt, sets: list[str] | None = SetOpt) -> None:
     """Print the resolved parameters (profile and --set merged) as JSON."""
     from trls_core.config import load_params
 
@@ -51,11 +55,11 @@ def params(params: Path = ParamsOpt, profile: Optional[str] = ProfileOpt, sets: 
 @app.command()
 def pretrain(
     params: Path = ParamsOpt,
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     root: Path = RootOpt,
-    seed: Optional[list[int]] = typer.Option(None, "--seed", help="override pretrain.seeds (repeatable)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="override pretrain.epochs"),
-    sets: Optional[list[str]] = SetOpt,
+    seed: list[int] | None = typer.Option(None, "--seed", help="override pretrain.seeds (repeatable)"),
+    epochs: int | None = typer.Option(None, "--epochs", help="override pretrain.epochs"),
+    sets: list[str] | None = SetOpt,
 ) -> None:
     """BYOL pretraining of the encoder on the train split's spectrograms (resumes from checkpoints)."""
     from trls_core.config import load_params
@@ -74,10 +78,15 @@ def pretrain(
 @app.command()
 def evaluate(
     params: Path = ParamsOpt,
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     root: Path = RootOpt,
-    task: Optional[str] = typer.Option(None, "--task", help="override evaluate.task: a task of the dataset's meta.json (epilepsy: binary | five_set; cinc2017: af; sleepedf: stage; mitdb: aami)"),
-    sets: Optional[list[str]] = SetOpt,
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="override evaluate.task: a task of the dataset's meta.json "
+        "(epilepsy: binary | five_set; cinc2017: af; sleepedf: stage; mitdb: aami)",
+    ),
+    sets: list[str] | None = SetOpt,
 ) -> None:
     """Linear probe, label-fraction fine-tuning and controls -> reports/<dataset>/."""
     from trls_core.config import load_params
@@ -96,11 +105,14 @@ def evaluate(
 @app.command()
 def floors(
     params: Path = ParamsOpt,
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     root: Path = RootOpt,
-    sets: Optional[list[str]] = SetOpt,
+    sets: list[str] | None = SetOpt,
 ) -> None:
-    """Floors on the evaluation's record splits (majority, RR-interval features + GBM) -> reports/<dataset>/floors.json."""
+    """Floors on the evaluation's record splits (majority, RR-interval features + GBM).
+
+    Writes reports/<dataset>/floors.json.
+    """
     from trls_core.config import load_params
     from trls_core.stages.floors import floors as run_floors
 
@@ -182,14 +194,19 @@ def schedule(
 
 @app.command()
 def compare(
-    methods: Optional[list[str]] = typer.Option(None, "--method", "-m",
-                                                help="a method to compare (repeatable; default: compare.methods)"),
-    task: Optional[str] = typer.Option(None, "--task", help="evaluation task (default: evaluate.task)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d",
-                                          help="a built dataset (default: pretrain.dataset); "
-                                               "compare.datasets.<name> in params.yaml sets its task and budget"),
+    methods: list[str] | None = typer.Option(
+        None, "--method", "-m", help="a method to compare (repeatable; default: compare.methods)"
+    ),
+    task: str | None = typer.Option(None, "--task", help="evaluation task (default: evaluate.task)"),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="a built dataset (default: pretrain.dataset); "
+        "compare.datasets.<name> in params.yaml sets its task and budget",
+    ),
     params: Path = ParamsOpt,
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     root: Path = RootOpt,
     no_track: bool = typer.Option(False, "--no-track", help="do not record MLflow runs"),
 ) -> None:
@@ -203,8 +220,15 @@ def compare(
                 raise TrlsError(f"--method {m!r}: unknown (known: {', '.join(sorted(METHODS))})")
         from flows.compare import compare_flow
 
-        out = compare_flow(root=str(root), params_path=str(params), profile=profile, methods=methods or None,
-                           task=task, track=not no_track, dataset=dataset)
+        out = compare_flow(
+            root=str(root),
+            params_path=str(params),
+            profile=profile,
+            methods=methods or None,
+            task=task,
+            track=not no_track,
+            dataset=dataset,
+        )
         typer.echo(json.dumps(out["files"], indent=2))
 
     _guard(go)

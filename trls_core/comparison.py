@@ -15,8 +15,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,12 @@ METRICS = ("accuracy", "macro_f1")
 #: task scores a dataset's reports may carry (CinC 2017: mean F1 over N/A/O, per window and per record vote);
 #: compared wherever every method's report has them
 TASK_METRICS = ("challenge_f1", "record_challenge_f1")
-_LABELS = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "challenge_f1": "Challenge F1 (windows)",
-           "record_challenge_f1": "Challenge F1 (records, majority vote)"}
+_LABELS = {
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro-F1",
+    "challenge_f1": "Challenge F1 (windows)",
+    "record_challenge_f1": "Challenge F1 (records, majority vote)",
+}
 _CONTROLS = {"spectrogram_linear": "control: pixels + linear", "random_encoder_linear": "control: untrained encoder"}
 
 
@@ -46,6 +51,7 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def task_metrics(reports: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
     """The :data:`TASK_METRICS` every method's linear probe and fine-tuning blocks report."""
+
     def has(rep: Mapping[str, Any], key: str) -> bool:
         blocks = [rep["linear_probe"], *rep["finetune"].values()]
         return all(key in b for b in blocks)
@@ -107,8 +113,10 @@ def _matrix(reports: Mapping[str, Mapping[str, Any]], metric: str) -> list[str]:
 
 def _robustness(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Spread of the linear probe over seeds, i.e. over pretraining runs (each on its own training subset)."""
-    lines = ["| method | pretraining runs | subset of train split | LP macro-F1 std | LP macro-F1 min–max |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| method | pretraining runs | subset of train split | LP macro-F1 std | LP macro-F1 min–max |",
+        "|---|---|---|---|---|",
+    ]
     for method, rep in reports.items():
         f1 = rep["linear_probe"].get("macro_f1") or {}
         runs = len(rep.get("pretrain_seeds") or []) or "?"
@@ -146,14 +154,21 @@ def _reading(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
     out = []
     for setting, metric in checks:
         mine = _block(reports[ref], setting).get(metric) or {}
-        beaten = [m for m in names[1:] if (_block(reports[m], setting).get(metric) or {}).get("mean", -1.0)
-                  > (mine.get("mean") or 0.0)]
-        out.append(f"- {_setting_label(setting)} {metric}: `{ref}` is at or above every other method's mean: "
-                   + ("**yes**" if not beaten else f"**no** (above it: {', '.join(beaten)})"))
+        beaten = [
+            m
+            for m in names[1:]
+            if (_block(reports[m], setting).get(metric) or {}).get("mean", -1.0) > (mine.get("mean") or 0.0)
+        ]
+        out.append(
+            f"- {_setting_label(setting)} {metric}: `{ref}` is at or above every other method's mean: "
+            + ("**yes**" if not beaten else f"**no** (above it: {', '.join(beaten)})")
+        )
     mine_std = (reports[ref]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0
     wider = [m for m in names[1:] if ((reports[m]["linear_probe"].get("macro_f1") or {}).get("std") or 0.0) < mine_std]
-    out.append(f"- linear-probe macro-F1 spread over pretraining runs: `{ref}` at or below every other method's: "
-               + ("**yes**" if not wider else f"**no** (smaller: {', '.join(wider)})"))
+    out.append(
+        f"- linear-probe macro-F1 spread over pretraining runs: `{ref}` at or below every other method's: "
+        + ("**yes**" if not wider else f"**no** (smaller: {', '.join(wider)})")
+    )
     return out
 
 
@@ -164,12 +179,16 @@ def _budget_lines(report: Mapping[str, Any]) -> list[str]:
         return []
     parts = []
     if "label_pool" in budget:
-        parts.append(f"labels drawn from a fixed stratified pool of {n.get('train', budget['label_pool']):,} "
-                     "training windows (label fractions are fractions of this pool)")
+        parts.append(
+            f"labels drawn from a fixed stratified pool of {n.get('train', budget['label_pool']):,} "
+            "training windows (label fractions are fractions of this pool)"
+        )
     if "val_windows" in budget:
         rule = f" by {report['selected_by']}" if report.get("selected_by") else ""
-        parts.append(f"C and early stopping chosen{rule} on a fixed stratified {n.get('val', budget['val_windows']):,} "
-                     "validation windows")
+        parts.append(
+            f"C and early stopping chosen{rule} on a fixed stratified {n.get('val', budget['val_windows']):,} "
+            "validation windows"
+        )
     test = f" ({n['test']:,} windows)" if isinstance(n.get("test"), int) else ""
     return [f"- evaluation budget: {'; '.join(parts)}; test split scored whole{test}"]
 
@@ -193,9 +212,13 @@ def stored_compute_seconds(model_dirs: Sequence[Path], metrics_file: Path) -> fl
     return total + float(read_report(Path(metrics_file)).get("unit_seconds") or 0.0)
 
 
-def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Mapping[str, Any]],
-                    descriptions: Mapping[str, str], wall_seconds: Mapping[str, float],
-                    compute_seconds: Mapping[str, float] | None = None) -> str:
+def render_markdown(
+    rows: Sequence[Mapping[str, Any]],
+    reports: Mapping[str, Mapping[str, Any]],
+    descriptions: Mapping[str, str],
+    wall_seconds: Mapping[str, float],
+    compute_seconds: Mapping[str, float] | None = None,
+) -> str:
     first = next(iter(reports.values()))
     machine = first.get("machine") or {}
     lines = [
@@ -208,16 +231,20 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], reports: Mapping[str, Map
         f"{100 * float(first.get('pretrain_subset_fraction') or 1.0):g} % subset of the train split",
         *_budget_lines(first),
         *([f"- fine-tuning: {ft}"] if (ft := finetune_budget_text(first.get("finetune_budget"))) else []),
-        f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
-        f"device {first.get('device')}",
+        f"- machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, device {first.get('device')}",
         "- wall time per method (pretraining + evaluation): "
         + ", ".join(f"{m} {s:.0f} s" for m, s in wall_seconds.items())
         + f"; total {sum(wall_seconds.values()) / 60:.1f} min",
-        *([] if not compute_seconds else [
-            "- compute per method when its results were made (pretraining epochs + evaluation units; "
-            "differs from the wall time where this run reused stored results): "
-            + ", ".join(f"{m} {s:,.0f} s" for m, s in compute_seconds.items())
-            + f"; total {sum(compute_seconds.values()) / 60:.1f} min"]),
+        *(
+            []
+            if not compute_seconds
+            else [
+                "- compute per method when its results were made (pretraining epochs + evaluation units; "
+                "differs from the wall time where this run reused stored results): "
+                + ", ".join(f"{m} {s:,.0f} s" for m, s in compute_seconds.items())
+                + f"; total {sum(compute_seconds.values()) / 60:.1f} min"
+            ]
+        ),
         "- scores on the test split, mean ± std over seeds (percent); hyper-parameters chosen on validation only",
         "",
     ]
@@ -276,8 +303,9 @@ def plot_probe_bars(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     _save(fig, path)
 
 
-def plot_fraction_curves(reports: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str],
-                         metric: str = "macro_f1") -> None:
+def plot_fraction_curves(
+    reports: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str], metric: str = "macro_f1"
+) -> None:
     """Fine-tuning ``metric`` against the label fraction, one line (± std band) per method."""
     from trls_core.plots import _colors, _figure, _save
 
@@ -319,15 +347,20 @@ def write_comparison(
     reports = {m: read_report(p) for m, p in metrics_files.items()}
     ref_name, ref = next(iter(reports.items()))
     for m, rep in reports.items():
-        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256", "budget",
-                    "finetune_budget"):
+        for key in ("dataset", "task", "protocol", "seeds", "fractions", "parquet_sha256", "budget", "finetune_budget"):
             if (rep.get(key) or None) != (ref.get(key) or None):
-                raise DataError(f"comparison: {m} has {key}={rep.get(key)!r} but {ref_name} has {ref.get(key)!r}: "
-                                "methods must go through the same protocol")
+                raise DataError(
+                    f"comparison: {m} has {key}={rep.get(key)!r} but {ref_name} has {ref.get(key)!r}: "
+                    "methods must go through the same protocol"
+                )
     rows = comparison_rows(reports)
     out_dir = Path(out_dir)
-    files = {"md": out_dir / "comparison.md", "csv": out_dir / "comparison.csv",
-             "bars": out_dir / "comparison_probe.png", "fractions": out_dir / "comparison_fractions.png"}
+    files = {
+        "md": out_dir / "comparison.md",
+        "csv": out_dir / "comparison.csv",
+        "bars": out_dir / "comparison_probe.png",
+        "fractions": out_dir / "comparison_fractions.png",
+    }
     write_text(files["csv"], render_csv(rows))
     write_text(files["md"], render_markdown(rows, reports, descriptions, wall_seconds, compute_seconds))
     plot_probe_bars(rows, files["bars"])

@@ -280,8 +280,8 @@ class TFRNNParams(_Strict):
     multiscale: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
     rnn_hidden: int | None = Field(None, gt=0)  # None = dim (2D->D projection when bidirectional)
-    stem_stride: tuple[int, int] = (1, 1)        # (F, T) stride of the stem conv
-    freq_bands: int = Field(1, gt=0)             # 1 = pool all of (F, T) (DESIGN); >1 keeps F-bands
+    stem_stride: tuple[int, int] = (1, 1)  # (F, T) stride of the stem conv
+    freq_bands: int = Field(1, gt=0)  # 1 = pool all of (F, T) (DESIGN); >1 keeps F-bands
 
 
 class CNNParams(_Strict):
@@ -446,7 +446,7 @@ class EvaluateParams(_Strict):
     level: Literal["window", "record"] = "window"
 
     @model_validator(mode="after")
-    def _record_level_whole_splits(self) -> "EvaluateParams":
+    def _record_level_whole_splits(self) -> EvaluateParams:
         if self.level == "record" and (self.label_pool is not None or self.val_windows is not None):
             raise ValueError("level 'record' scores whole records: label_pool and val_windows must be null")
         return self
@@ -529,7 +529,7 @@ class Params(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _datasets_known(self) -> "Params":
+    def _datasets_known(self) -> Params:
         unknown = [d for d in self.datasets if d not in self.known_datasets()]
         if unknown:
             raise ValueError(f"unknown dataset(s) {unknown} in `datasets` (known: {self.known_datasets()})")
@@ -622,8 +622,12 @@ def parse_overrides(sets: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str = "params.yaml",
-                   overrides: dict[str, Any] | None = None) -> Params:
+def resolve_params(
+    raw: dict[str, Any],
+    profile: str | None = None,
+    source: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+) -> Params:
     """Merge the chosen profile over the base sections, then ``overrides`` (``--set``), and validate."""
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
@@ -641,8 +645,9 @@ def resolve_params(raw: dict[str, Any], profile: str | None = None, source: str 
         raise ConfigError(_format_validation_error(err, f"{source} (profile {name!r})")) from None
 
 
-def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | None = None,
-                sets: list[str] | None = None) -> Params:
+def load_params(
+    path: str | os.PathLike[str] = DEFAULT_PARAMS, profile: str | None = None, sets: list[str] | None = None
+) -> Params:
     """Load and validate params.yaml (profile merged in, then the ``--set`` overrides)."""
     return resolve_params(read_raw_params(path), profile=profile, source=str(path), overrides=parse_overrides(sets))
 

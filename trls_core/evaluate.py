@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,8 +166,8 @@ def linear_probe(
 
     C is chosen by the validation score on ``(z_val, y_val)`` (ties -> the
     smaller C): macro-F1, or the mean F1 over ``select_classes`` when given
-    (the task's own score, :func:`trls_core.metrics.selection_score`); the model fitted on the whole training set with that C is
-    the one scored. Without a validation split a stratified 20 % of the
+    (the task's own score, :func:`trls_core.metrics.selection_score`); the model
+    fitted on the whole training set with that C is the one scored. Without a validation split a stratified 20 % of the
     *training* set is held out for the choice and the chosen C is then
     refitted on the whole training set (the grid value closest to 1 is used
     when a class has a single sample). The eval/test labels are used only
@@ -199,9 +200,7 @@ def linear_probe(
     _check_pair(z_train, y_train, "linear_probe train")
     _check_pair(z_eval, y_eval, "linear_probe eval")
     if z_train.shape[1] != z_eval.shape[1]:
-        raise DataError(
-            f"linear_probe: train has {z_train.shape[1]} features, eval has {z_eval.shape[1]}"
-        )
+        raise DataError(f"linear_probe: train has {z_train.shape[1]} features, eval has {z_eval.shape[1]}")
     if len(np.unique(y_train)) < 2:
         raise DataError("linear_probe: the training split holds a single class")
     if z_val is not None and y_val is not None:
@@ -216,7 +215,14 @@ def linear_probe(
     t0 = time.perf_counter()
     with threadpool_limits(limits=blas_threads):
         clf, scaler, best_c, c_scores = _select_and_fit(
-            z_train, y_train, z_val, y_val, class_names, seed, [float(c) for c in c_grid], max_iter,
+            z_train,
+            y_train,
+            z_val,
+            y_val,
+            class_names,
+            seed,
+            [float(c) for c in c_grid],
+            max_iter,
             select_classes,
         )
         y_pred = clf.predict(scaler.transform(z_eval)).astype(np.int64)
@@ -233,6 +239,7 @@ def linear_probe(
         }
     )
     if return_model:
+
         def predict(z: np.ndarray) -> np.ndarray:
             with threadpool_limits(limits=blas_threads):
                 return clf.predict(scaler.transform(np.asarray(z).reshape(len(z), -1))).astype(np.int64)
@@ -241,8 +248,17 @@ def linear_probe(
     return out
 
 
-def _select_and_fit(z_train, y_train, z_val, y_val, class_names, seed, grid, max_iter,  # type: ignore[no-untyped-def]
-                    select_classes=None):
+def _select_and_fit(
+    z_train,
+    y_train,
+    z_val,
+    y_val,
+    class_names,
+    seed,
+    grid,
+    max_iter,  # type: ignore[no-untyped-def]
+    select_classes=None,
+):
     """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection score})."""
     from sklearn.preprocessing import StandardScaler
 
@@ -300,8 +316,9 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | to
     return torch.cat(out).numpy()
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device,
-             groups: Groups | None = None) -> np.ndarray:
+def _predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device, groups: Groups | None = None
+) -> np.ndarray:
     """Predicted labels per window, or per record (argmax of the mean window logits) with ``groups``."""
     logits = _logits(model, x, batch_size, device)
     if groups is not None:
@@ -320,7 +337,7 @@ def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _init_head_from_probe(
-    model: "_Classifier",
+    model: _Classifier,
     x_train: torch.Tensor,
     y_train: np.ndarray,
     x_val: torch.Tensor,
@@ -350,8 +367,9 @@ def _init_head_from_probe(
     if val_groups is not None:
         z_va, y_val = val_groups.mean(z_va), val_groups.labels(y_val, "finetune val")
     with threadpool_limits(limits=1):
-        clf, scaler, _, _ = _select_and_fit(z_tr, y_train, z_va, y_val, class_names, seed,
-                                            [float(c) for c in grid], 2000, select_classes)
+        clf, scaler, _, _ = _select_and_fit(
+            z_tr, y_train, z_va, y_val, class_names, seed, [float(c) for c in grid], 2000, select_classes
+        )
     coef = clf.coef_ / scaler.scale_[None, :]
     bias = clf.intercept_ - (clf.coef_ * (scaler.mean_ / scaler.scale_)[None, :]).sum(axis=1)
     classes = np.asarray(clf.classes_)
@@ -452,8 +470,11 @@ def finetune(
         raise DataError(f"finetune: batch_size must be >= 1, got {batch_size}")
     if len(class_names) != n_classes:
         raise DataError(f"finetune: n_classes={n_classes} but {len(class_names)} class_names")
-    x_train, x_val, x_test = (_as_tensor(x_train, "finetune x_train"), _as_tensor(x_val, "finetune x_val"),
-                              _as_tensor(x_test, "finetune x_test"))
+    x_train, x_val, x_test = (
+        _as_tensor(x_train, "finetune x_train"),
+        _as_tensor(x_val, "finetune x_val"),
+        _as_tensor(x_test, "finetune x_test"),
+    )
     ytr = _to_numpy_labels(y_train, "finetune y_train")
     yva = _to_numpy_labels(y_val, "finetune y_val")
     yte = _to_numpy_labels(y_test, "finetune y_test")
@@ -482,8 +503,22 @@ def finetune(
             rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
         model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
         if head_init == "linear_probe":
-            _init_head_from_probe(model, x_train, ytr, x_val, yva_windows, n_classes, class_names, seed,
-                                  probe_c_grid, eval_batch_size, device, select_classes, g_tr, g_va)
+            _init_head_from_probe(
+                model,
+                x_train,
+                ytr,
+                x_val,
+                yva_windows,
+                n_classes,
+                class_names,
+                seed,
+                probe_c_grid,
+                eval_batch_size,
+                device,
+                select_classes,
+                g_tr,
+                g_va,
+            )
         elif head_init != "random":
             raise DataError(f"finetune: head_init must be 'linear_probe' or 'random', got {head_init!r}")
         if augment is not None:

@@ -51,8 +51,9 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})") from None
 
 
-def method_params(raw: dict[str, Any], method: Method, profile: str | None = None,
-                  dataset: str | None = None) -> dict[str, Any]:
+def method_params(
+    raw: dict[str, Any], method: Method, profile: str | None = None, dataset: str | None = None
+) -> dict[str, Any]:
     """The raw params for ``method``: the profile, ``compare.settings``, the dataset's, the method's overrides.
 
     ``dataset`` (default: ``pretrain.dataset``) points pretraining and
@@ -88,29 +89,54 @@ _TRLS = "BYOL on two augmented spectrogram views, multi-scale TFRNN (the params 
 for _m in (
     Method("trls", _TRLS),
     Method("trls_cnn", "ablation: the CNN encoder instead of TFRNN", {"model": {"encoder": "cnn"}}),
-    Method("trls_no_aug", "ablation: no augmentation (both views are the spectrogram itself)",
-           {"augment": {"view_a": [], "view_b": []}}),
-    Method("trls_single_scale", "ablation: TFRNN representation from the last scale only",
-           {"model": {"tfrnn": {"multiscale": False}}}),
+    Method(
+        "trls_no_aug",
+        "ablation: no augmentation (both views are the spectrogram itself)",
+        {"augment": {"view_a": [], "view_b": []}},
+    ),
+    Method(
+        "trls_single_scale",
+        "ablation: TFRNN representation from the last scale only",
+        {"model": {"tfrnn": {"multiscale": False}}},
+    ),
     Method("trls_lstm", "ablation: LSTM instead of GRU in the TFRNN", {"model": {"tfrnn": {"rnn": "lstm"}}}),
-    Method("trls_unidirectional", "ablation: unidirectional RNNs in the TFRNN",
-           {"model": {"tfrnn": {"bidirectional": False}}}),
+    Method(
+        "trls_unidirectional",
+        "ablation: unidirectional RNNs in the TFRNN",
+        {"model": {"tfrnn": {"bidirectional": False}}},
+    ),
     # baselines (issue: "Baselines and ablations through one protocol")
-    Method("supervised_tfrnn", "baseline: no pretraining; the TFRNN trained from scratch on the labels "
-           "(fine-tuning with encoder lr = head lr)",
-           {"pretrain": {"method": "none"}, "evaluate": {"finetune": {"encoder_lr": 1.0e-3}}}),
-    Method("supervised_cnn", "baseline: no pretraining; the CNN encoder trained from scratch on the labels",
-           {"model": {"encoder": "cnn"}, "pretrain": {"method": "none"},
-            "evaluate": {"finetune": {"encoder_lr": 1.0e-3}}}),
-    Method("simclr", "baseline: SimCLR (NT-Xent, negatives) on the same spectrogram views and TFRNN",
-           {"pretrain": {"method": "simclr"}}),
-    Method("ts_tcc", "baseline: TS-TCC on raw windows (conv encoder, weak/strong views, temporal + "
-           "contextual contrasting)",
-           {"model": {"encoder": "tstcc"}, "pretrain": {"method": "ts_tcc", "lr": 3.0e-4}}),
-    Method("ts2vec", "baseline: TS2Vec on raw windows (dilated conv encoder, hierarchical contrastive loss, "
-           "max-pooled instance representation)",
-           {"model": {"encoder": "ts2vec"}, "pretrain": {"method": "ts2vec", "lr": 1.0e-3}}),
-    Method("byol_raw", "baseline: BYOL on the raw time series (conv encoder, TS-TCC's views; no spectrogram)",
-           {"model": {"encoder": "timeconv"}}),
+    Method(
+        "supervised_tfrnn",
+        "baseline: no pretraining; the TFRNN trained from scratch on the labels "
+        "(fine-tuning with encoder lr = head lr)",
+        {"pretrain": {"method": "none"}, "evaluate": {"finetune": {"encoder_lr": 1.0e-3}}},
+    ),
+    Method(
+        "supervised_cnn",
+        "baseline: no pretraining; the CNN encoder trained from scratch on the labels",
+        {"model": {"encoder": "cnn"}, "pretrain": {"method": "none"}, "evaluate": {"finetune": {"encoder_lr": 1.0e-3}}},
+    ),
+    Method(
+        "simclr",
+        "baseline: SimCLR (NT-Xent, negatives) on the same spectrogram views and TFRNN",
+        {"pretrain": {"method": "simclr"}},
+    ),
+    Method(
+        "ts_tcc",
+        "baseline: TS-TCC on raw windows (conv encoder, weak/strong views, temporal + contextual contrasting)",
+        {"model": {"encoder": "tstcc"}, "pretrain": {"method": "ts_tcc", "lr": 3.0e-4}},
+    ),
+    Method(
+        "ts2vec",
+        "baseline: TS2Vec on raw windows (dilated conv encoder, hierarchical contrastive loss, "
+        "max-pooled instance representation)",
+        {"model": {"encoder": "ts2vec"}, "pretrain": {"method": "ts2vec", "lr": 1.0e-3}},
+    ),
+    Method(
+        "byol_raw",
+        "baseline: BYOL on the raw time series (conv encoder, TS-TCC's views; no spectrogram)",
+        {"model": {"encoder": "timeconv"}},
+    ),
 ):
     register_method(_m)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -29,8 +30,15 @@ DEFAULT_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "cohen_kappa", "balance
 #: Aggregated too when every run of a group has them: the task's own score
 #: (``challenge_f1``: mean F1 over the task's ``score_classes``, e.g. N/A/O of
 #: CinC 2017) and record-level scores (window predictions voted per record).
-EXTRA_KEYS: tuple[str, ...] = ("challenge_f1", "record_accuracy", "record_macro_f1", "record_challenge_f1",
-                               "window_accuracy", "window_macro_f1", "window_challenge_f1")
+EXTRA_KEYS: tuple[str, ...] = (
+    "challenge_f1",
+    "record_accuracy",
+    "record_macro_f1",
+    "record_challenge_f1",
+    "window_accuracy",
+    "window_macro_f1",
+    "window_challenge_f1",
+)
 
 
 def classification_metrics(
@@ -63,9 +71,7 @@ def classification_metrics(
         )
     labels = list(range(k))
     present = sorted(set(yt.tolist()) | set(yp.tolist()))
-    prec, rec, f1, support = precision_recall_fscore_support(
-        yt, yp, labels=labels, zero_division=0
-    )
+    prec, rec, f1, support = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined kappa (one class only) is handled below
         kappa = float(cohen_kappa_score(yt, yp, labels=labels))
@@ -118,9 +124,7 @@ def aggregate(values: Iterable[float]) -> dict[str, Any]:
     }
 
 
-def aggregate_runs(
-    runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = DEFAULT_KEYS
-) -> dict[str, dict[str, Any]]:
+def aggregate_runs(runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = DEFAULT_KEYS) -> dict[str, dict[str, Any]]:
     """Aggregate each scalar metric in ``keys`` over a list of per-run metric dicts."""
     if not runs:
         raise DataError("aggregate_runs: no runs to aggregate")
@@ -232,11 +236,15 @@ def record_level_scores(
     """The :data:`EXTRA_KEYS` of a record-level unit: ``record_*`` (the headline, also as
     ``challenge_f1``) and, when window predictions are given, ``window_*`` beside them."""
     rec = classification_metrics(y_records, pred_records, class_names)
-    out: dict[str, float] = {"record_accuracy": rec["accuracy"], "record_macro_f1": rec["macro_f1"],
-                             "n_records": int(np.asarray(y_records).size)}
+    out: dict[str, float] = {
+        "record_accuracy": rec["accuracy"],
+        "record_macro_f1": rec["macro_f1"],
+        "n_records": int(np.asarray(y_records).size),
+    }
     if score_classes:
-        out["record_challenge_f1"] = out["challenge_f1"] = subset_f1(y_records, pred_records, class_names,
-                                                                     score_classes)
+        out["record_challenge_f1"] = out["challenge_f1"] = subset_f1(
+            y_records, pred_records, class_names, score_classes
+        )
     if pred_windows is not None:
         win = classification_metrics(y_windows, pred_windows, class_names)
         out["window_accuracy"], out["window_macro_f1"] = win["accuracy"], win["macro_f1"]

@@ -11,7 +11,8 @@ Every file is written atomically (temp file + rename); the temp file has a
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,15 @@ def plot_confusion_matrix(
     ax.set_title(title)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{int(m[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     _save(fig, path)
 
 
@@ -139,7 +147,7 @@ def plot_loss_curve(
                 keys.append(k)
     if not keys:
         raise ValueError(f"plot_loss_curve: no numeric series in history keys {sorted(history[0])}")
-    keys.sort(key=lambda k: (0 if "loss" in k else 1))
+    keys.sort(key=lambda k: 0 if "loss" in k else 1)
     n = len(keys)
     ncols = min(n, 3)
     nrows = (n + ncols - 1) // ncols
@@ -185,8 +193,7 @@ def plot_label_fraction_curve(
         ax.plot(x, mean, marker="o", color=colors[c], label=f"fine-tune {metric}")
         ax.fill_between(x, mean - std, mean + std, color=colors[c], alpha=0.2)
         if reference is not None and metric in reference:
-            ax.axhline(100 * reference[metric]["mean"], color=colors[c], ls="--", lw=1,
-                       label=f"linear probe {metric}")
+            ax.axhline(100 * reference[metric]["mean"], color=colors[c], ls="--", lw=1, label=f"linear probe {metric}")
     ax.set_xscale("log")
     ax.set_xticks(x, labels=[f"{100 * v:g}%" for v in x])
     ax.minorticks_off()

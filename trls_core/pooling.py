@@ -35,7 +35,7 @@ class Groups:
     counts: np.ndarray
 
     @classmethod
-    def of(cls, record_of_window: np.ndarray, name: str = "records") -> "Groups":
+    def of(cls, record_of_window: np.ndarray, name: str = "records") -> Groups:
         r = np.asarray(record_of_window).reshape(-1)
         if r.size == 0:
             raise DataError(f"{name}: no windows to group")
@@ -83,9 +83,11 @@ class Groups:
         bad = np.flatnonzero(first[self.inverse] != y)
         if bad.size:
             rec = self.ids[self.inverse[bad[0]]].item()
-            raise DataError(f"{name}: record {rec} has windows with different labels "
-                            f"({sorted(set(y[self.inverse == self.inverse[bad[0]]].tolist()))}); "
-                            "record-level evaluation needs one label per record")
+            raise DataError(
+                f"{name}: record {rec} has windows with different labels "
+                f"({sorted(set(y[self.inverse == self.inverse[bad[0]]].tolist()))}); "
+                "record-level evaluation needs one label per record"
+            )
         return first
 
     def windows_of(self, record_rows: np.ndarray) -> np.ndarray:
@@ -94,6 +96,6 @@ class Groups:
         keep[np.asarray(record_rows, dtype=np.int64)] = True
         return np.flatnonzero(keep[self.inverse])
 
-    def subset(self, windows: np.ndarray) -> "Groups":
+    def subset(self, windows: np.ndarray) -> Groups:
         """The grouping of a subset of the windows (by index)."""
         return Groups.of(self.ids[self.inverse[np.asarray(windows, dtype=np.int64)]])

@@ -17,7 +17,8 @@ Pure functions on tensors/arrays: no MLflow, no Prefect, no file I/O.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -159,17 +160,27 @@ def run_unit(
 
     def probe(z_tr: np.ndarray, z_va: np.ndarray, z_te: np.ndarray) -> dict[str, Any]:
         if g is None:
-            return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=unit.seed, z_val=z_va,
-                                y_val=y_val, **pk)
-        out = linear_probe(g["train"].mean(z_tr), g["train"].labels(y_train), g["test"].mean(z_te),
-                           g["test"].labels(y_test), class_names, seed=unit.seed, z_val=g["val"].mean(z_va),
-                           y_val=g["val"].labels(y_val), return_model=True, **pk)
+            return linear_probe(z_tr, y_train, z_te, y_test, class_names, seed=unit.seed, z_val=z_va, y_val=y_val, **pk)
+        out = linear_probe(
+            g["train"].mean(z_tr),
+            g["train"].labels(y_train),
+            g["test"].mean(z_te),
+            g["test"].labels(y_test),
+            class_names,
+            seed=unit.seed,
+            z_val=g["val"].mean(z_va),
+            y_val=g["val"].labels(y_val),
+            return_model=True,
+            **pk,
+        )
         out["y_pred_windows"] = out.pop("model")(z_te)  # the record-level probe applied to single windows
         return out
 
     def embedded(encoder: nn.Module) -> dict[str, np.ndarray]:
-        return {s: embed(encoder, x, embed_batch_size, device) for s, x in
-                (("train", x_train), ("val", x_val), ("test", x_test))}
+        return {
+            s: embed(encoder, x, embed_batch_size, device)
+            for s, x in (("train", x_train), ("val", x_val), ("test", x_test))
+        }
 
     if unit.method in ("linear_probe", "finetune") and encoder_factory is None:
         raise DataError(f"protocol: unit {unit.name} needs an encoder_factory")
@@ -192,10 +203,24 @@ def run_unit(
         kw.setdefault("device", device)
         kw.setdefault("progress", progress)
         if g is not None:
-            kw.update(train_records=np.asarray(records["train"])[idx], val_records=np.asarray(records["val"]),
-                      test_records=np.asarray(records["test"]))
-        out = finetune(encoder_factory(unit.seed), len(class_names), x_train[torch.as_tensor(idx)],  # type: ignore[misc]
-                       y_train[idx], x_val, y_val, x_test, y_test, class_names, seed=unit.seed, **kw)
+            kw.update(
+                train_records=np.asarray(records["train"])[idx],
+                val_records=np.asarray(records["val"]),
+                test_records=np.asarray(records["test"]),
+            )
+        out = finetune(
+            encoder_factory(unit.seed),
+            len(class_names),
+            x_train[torch.as_tensor(idx)],  # type: ignore[misc]
+            y_train[idx],
+            x_val,
+            y_val,
+            x_test,
+            y_test,
+            class_names,
+            seed=unit.seed,
+            **kw,
+        )
         out.pop("model", None)
         out["fraction"] = f
         if g is not None:
@@ -245,8 +270,12 @@ def aggregate_units(
     per_seed: list[dict[str, Any]] = []
     for seed in seeds:
         s = int(seed)
-        entry: dict[str, Any] = {"seed": s, "linear_probe": clean[Unit("linear_probe", s)], "finetune": {},
-                                 "controls": {}}
+        entry: dict[str, Any] = {
+            "seed": s,
+            "linear_probe": clean[Unit("linear_probe", s)],
+            "finetune": {},
+            "controls": {},
+        }
         for f, key in zip(fractions, keys):
             entry["finetune"][key] = clean[Unit("finetune", s, float(f))]
         for c in CONTROLS:
@@ -324,12 +353,26 @@ def run_protocol(
     results: dict[Unit, dict[str, Any]] = {}
     artifacts: dict[str, Any] = {"finetune_histories": {}}
     for unit in units:
-        r = run_unit(unit, data, class_names, cached, random_encoder_factory, fraction_indices,
-                     finetune_kwargs, probe_kwargs, device, embed_batch_size, progress)
+        r = run_unit(
+            unit,
+            data,
+            class_names,
+            cached,
+            random_encoder_factory,
+            fraction_indices,
+            finetune_kwargs,
+            probe_kwargs,
+            device,
+            embed_batch_size,
+            progress,
+        )
         if unit.seed == int(seeds[0]):
             if unit.method == "linear_probe":
-                artifacts.update(z_test=r["z_test"], y_test=_to_numpy_labels(data["y_test"], "y_test"),
-                                 linear_probe_y_pred=r["y_pred"])
+                artifacts.update(
+                    z_test=r["z_test"],
+                    y_test=_to_numpy_labels(data["y_test"], "y_test"),
+                    linear_probe_y_pred=r["y_pred"],
+                )
             elif unit.method == "finetune":
                 artifacts["finetune_histories"][fraction_key(float(unit.fraction or 0.0))] = r["history"]
         results[unit] = strip_arrays(r)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,11 +52,16 @@ def finetune_budget_text(budget: Mapping[str, Any] | None) -> str | None:
     if not budget:
         return None
     steps, bs, patience = budget.get("max_steps_per_epoch"), budget.get("batch_size"), budget.get("patience")
-    what = (f"rounds of ≤ {steps} batches of {bs} (a CPU cap, not full passes)" if steps
-            else f"full passes over the labelled subset (batch {bs})")
+    what = (
+        f"rounds of ≤ {steps} batches of {bs} (a CPU cap, not full passes)"
+        if steps
+        else f"full passes over the labelled subset (batch {bs})"
+    )
     stop = f", early stopping after {patience} epochs without improvement" if patience else ""
-    return (f"LP-FT, up to {budget.get('epochs')} {what}{stop}; the best validation epoch is kept "
-            "(epoch 0 = the probe-initialised head)")
+    return (
+        f"LP-FT, up to {budget.get('epochs')} {what}{stop}; the best validation epoch is kept "
+        "(epoch 0 = the probe-initialised head)"
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -137,17 +143,23 @@ def render_summary_md(results: Mapping[str, Any]) -> str:
     lines.append(f"- **seeds**: {', '.join(str(s) for s in seeds)} (n = {len(seeds)})")
     if results.get("budget"):
         n = results.get("n_windows") or {}
-        lines.append(f"- **evaluation budget**: {results['budget']}: train (labelled pool) {n.get('train')}, "
-                     f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool")
+        lines.append(
+            f"- **evaluation budget**: {results['budget']}: train (labelled pool) {n.get('train')}, "
+            f"validation {n.get('val')}, test {n.get('test')} windows; fractions are of the pool"
+        )
     record_level = results.get("level") == "record"
     if record_level:
-        lines.append("- **level**: record: every score in the first table is per record (a record's windows pooled: "
-                     "mean embedding for probes and controls, mean window logits for fine-tuning); label fractions "
-                     "are fractions of training records; window-level scores beside them")
+        lines.append(
+            "- **level**: record: every score in the first table is per record (a record's windows pooled: "
+            "mean embedding for probes and controls, mean window logits for fine-tuning); label fractions "
+            "are fractions of training records; window-level scores beside them"
+        )
     if results.get("selected_by"):
         unit = "records" if record_level else "windows"
-        lines.append(f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']} "
-                     f"(on validation {unit})")
+        lines.append(
+            f"- **model selection**: C and the fine-tuning epoch chosen by validation {results['selected_by']} "
+            f"(on validation {unit})"
+        )
     if ft := finetune_budget_text(results.get("finetune_budget")):
         lines.append(f"- **fine-tuning**: {ft}")
     lines.append("- scores in percent, mean ± sample std (ddof = 1) over seeds")

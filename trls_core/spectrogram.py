@@ -34,8 +34,17 @@ WINDOWS: tuple[str, ...] = ("hann", "hamming", "blackman", "bartlett", "rect")
 PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
 DEFAULT_STD_FLOOR = 1e-6
 _CONFIG_KEYS: tuple[str, ...] = (
-    "n_fft", "hop", "win_length", "window", "center", "log_eps",
-    "fmax_bin", "power", "pad_mode", "norm_mode", "std_floor",
+    "n_fft",
+    "hop",
+    "win_length",
+    "window",
+    "center",
+    "log_eps",
+    "fmax_bin",
+    "power",
+    "pad_mode",
+    "norm_mode",
+    "std_floor",
 )
 
 
@@ -365,9 +374,7 @@ class SpectrogramTransform(torch.nn.Module):
         }
 
     @classmethod
-    def from_config(
-        cls, config: dict[str, Any], stats: dict[str, torch.Tensor] | None = None
-    ) -> "SpectrogramTransform":
+    def from_config(cls, config: dict[str, Any], stats: dict[str, torch.Tensor] | None = None) -> SpectrogramTransform:
         """Inverse of :meth:`to_config`; unknown keys are an error (a typo must not pass silently)."""
         allowed = set(_CONFIG_KEYS)
         unknown = sorted(set(config) - allowed)

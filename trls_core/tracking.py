@@ -39,9 +39,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import mlflow
 import mlflow.pyfunc
@@ -120,7 +121,10 @@ def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -307,7 +311,7 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         parent_run_id: str | None = None,
-    ) -> "Tracker":
+    ) -> Tracker:
         """Start a run in experiment ``trls-<experiment>`` (created if missing).
 
         ``experiment`` is a dataset name or an experiment name already
@@ -333,7 +337,7 @@ class Tracker:
         params: Mapping[str, Any] | None,
         tags: Mapping[str, Any] | None,
         parent_run_id: str | None,
-    ) -> "Tracker":
+    ) -> Tracker:
         all_tags: dict[str, Any] = {} if parent_run_id else provenance_tags(root)
         all_tags.update(tags or {})
         if parent_run_id:
@@ -347,10 +351,18 @@ class Tracker:
 
     def child(
         self, run_name: str, params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None
-    ) -> "Tracker":
+    ) -> Tracker:
         """A nested run under this one (same experiment)."""
-        return Tracker._create(self.root, self.client, self.tracking_uri, self.experiment_id,
-                               run_name, params, tags, parent_run_id=self.run_id)
+        return Tracker._create(
+            self.root,
+            self.client,
+            self.tracking_uri,
+            self.experiment_id,
+            run_name,
+            params,
+            tags,
+            parent_run_id=self.run_id,
+        )
 
     # -- logging
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -370,8 +382,12 @@ class Tracker:
             return
         self.client.log_batch(self.run_id, params=entries)
         if cut:
-            logger.info("run %s: params %s longer than %d chars truncated; full values in an artifact",
-                        self.run_id, cut, PARAM_VALUE_LIMIT)
+            logger.info(
+                "run %s: params %s longer than %d chars truncated; full values in an artifact",
+                self.run_id,
+                cut,
+                PARAM_VALUE_LIMIT,
+            )
             self.log_dict({k: flat[k] for k in cut}, f"params/truncated_{safe_key(cut[0]).replace('/', '_')}.json")
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, float]:
@@ -399,8 +415,12 @@ class Tracker:
         Non-finite values are skipped as in :meth:`log_metrics`.
         """
         ts = _now_ms()
-        batch = [Metric(safe_key(k), f, ts, int(step))
-                 for metrics, step in rows for k, v in metrics.items() if (f := _as_float(v)) is not None]
+        batch = [
+            Metric(safe_key(k), f, ts, int(step))
+            for metrics, step in rows
+            for k, v in metrics.items()
+            if (f := _as_float(v)) is not None
+        ]
         for i in range(0, len(batch), METRIC_BATCH_LIMIT):  # mlflow's log_batch limit
             self.client.log_batch(self.run_id, metrics=batch[i : i + METRIC_BATCH_LIMIT])
         return len(batch)
@@ -441,7 +461,7 @@ class Tracker:
         self.client.set_terminated(self.run_id, status)
         self._finished = True
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -539,8 +559,18 @@ def transform_from_meta(meta: Mapping[str, Any], stats: Mapping[str, torch.Tenso
     if not stft:
         raise ValueError("meta.json has no 'stft' section: cannot rebuild the preprocessing")
     mode = stft.pop("normalisation", None) or meta.get("normalisation") or "train_per_freq"
-    allowed = {"n_fft", "hop", "win_length", "window", "center", "log_eps", "fmax_bin", "power", "pad_mode",
-               "std_floor"}
+    allowed = {
+        "n_fft",
+        "hop",
+        "win_length",
+        "window",
+        "center",
+        "log_eps",
+        "fmax_bin",
+        "power",
+        "pad_mode",
+        "std_floor",
+    }
     cfg = {k: v for k, v in stft.items() if k in allowed}
     cfg["norm_mode"] = mode
     return SpectrogramTransform.from_config(cfg, stats=dict(stats or {}) or None)
@@ -727,7 +757,9 @@ def register_encoder(
             # The logged model is created explicitly in the run's experiment (the fluent
             # path would pick the *active* experiment, i.e. "Default" from a worker thread).
             logged = client.create_logged_model(
-                tracker.experiment_id, name="encoder", source_run_id=tracker.run_id,
+                tracker.experiment_id,
+                name="encoder",
+                source_run_id=tracker.run_id,
                 tags={"trls.dataset": str(meta.get("dataset", "")), DIGEST_TAG: digest},
             )
             # = mlflow.pyfunc.log_model, but with an explicit run_id/model_id instead of the
@@ -760,8 +792,7 @@ def register_encoder(
                 model_id=model_info.model_id,
             )
             client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    tracker.set_tags({"registered_model.name": name, "registered_model.version": mv.version,
-                      DIGEST_TAG: digest})
+    tracker.set_tags({"registered_model.name": name, "registered_model.version": mv.version, DIGEST_TAG: digest})
     logger.info("registered %s version %s (alias %s)", name, mv.version, CHALLENGER)
     return str(mv.version)
 
@@ -842,17 +873,26 @@ def promote_if_better(
         c_digest = champ.tags.get(DIGEST_TAG)
         c_score = _as_float(_parse_float(champ.tags.get(SCORE_TAG)))
         if c_digest != split_digest:
-            reason = (f"v{version} not compared: champion v{champ.version} was evaluated on another test split "
-                      f"({DIGEST_TAG} {c_digest} != {split_digest}); keeping the champion")
+            reason = (
+                f"v{version} not compared: champion v{champ.version} was evaluated on another test split "
+                f"({DIGEST_TAG} {c_digest} != {split_digest}); keeping the champion"
+            )
         elif c_score is None:
-            reason = (f"v{version} not promoted: champion v{champ.version} has no recorded {SCORE_TAG}; "
-                      "keeping the champion (promote by hand if intended)")
+            reason = (
+                f"v{version} not promoted: champion v{champ.version} has no recorded {SCORE_TAG}; "
+                "keeping the champion (promote by hand if intended)"
+            )
         elif f > c_score:
             promote = True
-            reason = f"v{version} promoted: {SCORE_TAG} {f:.4f} > champion v{champ.version} {c_score:.4f} on split {split_digest}"
+            reason = (
+                f"v{version} promoted: {SCORE_TAG} {f:.4f} > champion v{champ.version} {c_score:.4f}"
+                f" on split {split_digest}"
+            )
         else:
-            reason = (f"v{version} not promoted: {SCORE_TAG} {f:.4f} <= champion v{champ.version} "
-                      f"{c_score:.4f} on split {split_digest}; v{version} stays {CHALLENGER}")
+            reason = (
+                f"v{version} not promoted: {SCORE_TAG} {f:.4f} <= champion v{champ.version} "
+                f"{c_score:.4f} on split {split_digest}; v{version} stays {CHALLENGER}"
+            )
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, REASON_TAG, reason)

@@ -50,8 +50,7 @@ def test_raw_loader_refuses_a_parquet_the_spectrograms_were_not_built_from(tiny_
 
 
 @pytest.mark.parametrize("method", ["simclr", "ts_tcc", "ts2vec", "byol_raw", "supervised_tfrnn"])
-def test_baseline_pretrains_and_evaluates(method: str, tiny_project: Path, tiny_params: Path,
-                                          tmp_path: Path) -> None:
+def test_baseline_pretrains_and_evaluates(method: str, tiny_project: Path, tiny_params: Path, tmp_path: Path) -> None:
     params = _method_params(tiny_params, method, tmp_path)
     out = pretrain_seed(tiny_project, params, 0, progress=False)
     info = json.loads((out / "encoder.json").read_text())

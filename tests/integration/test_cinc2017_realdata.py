@@ -51,8 +51,10 @@ def test_real_records_read_windowed_and_labelled(subset_mirror: Path, tmp_path: 
     assert meta["rejected"] == [] and meta["n_records"] == N
 
     with zipfile.ZipFile(MIRROR_ZIP) as z:
-        headers = {rid: parse_header(z.read(f"training2017/{rid}.hea").decode(), rid)
-                   for rid in sorted(set(table["record_id"].to_pylist()))}
+        headers = {
+            rid: parse_header(z.read(f"training2017/{rid}.hea").decode(), rid)
+            for rid in sorted(set(table["record_id"].to_pylist()))
+        }
     assert {h.fs for h in headers.values()} == {300.0}
     expected_windows = sum(h.n_samples // 1500 for h in headers.values())
     assert table.num_rows == expected_windows

@@ -82,7 +82,9 @@ def test_describe_before_parquet_says_what_to_run(cinc_project: tuple[Path, Path
     assert res.exit_code == 2 and "dvc repro parquet@cinc2017" in res.output
 
 
-def test_too_many_rejections_fail_the_stage(cinc_project: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_too_many_rejections_fail_the_stage(
+    cinc_project: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, params = cinc_project
     raw = yaml.safe_load(params.read_text())
     raw["cinc2017"]["parquet"]["min_keep_fraction"] = 1.0

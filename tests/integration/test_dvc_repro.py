@@ -52,7 +52,9 @@ def _project(tmp: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / name)
     params = (proj / "params.yaml").read_text()
     assert "expected_records: 8528" in params
-    (proj / "params.yaml").write_text(params.replace("expected_records: 8528", f"expected_records: {TINY_CINC_RECORDS}"))
+    (proj / "params.yaml").write_text(
+        params.replace("expected_records: 8528", f"expected_records: {TINY_CINC_RECORDS}")
+    )
     env = _env(proj, None)
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True, env=env)
     subprocess.run([_dvc(), "init", "-q"], cwd=proj, check=True, env=env)

@@ -16,12 +16,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
-from tests.conftest import TELEMETRY_OFF
+from typing import Any
 
 import pytest
+
+from tests.conftest import TELEMETRY_OFF
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,7 +31,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:sqlalchemy.*"),
     pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning"),
 ]
-
 
 
 def _tracking_available() -> bool:
@@ -60,8 +60,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         from prefect.testing.utilities import prefect_test_harness
 
         # prefect may have been imported (settings read) before the env above
-        with temporary_settings(updates={PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False,
-                                         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 60}):
+        with temporary_settings(
+            updates={
+                PREFECT_HOME: home,
+                PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 60,
+            }
+        ):
             with prefect_test_harness(server_startup_timeout=60):
                 yield
 
@@ -186,8 +191,14 @@ def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
 def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_params: Path, mlflow_uri: str) -> None:
     from flows.pipeline import pipeline_flow
 
-    state = pipeline_flow(root=str(tiny_project), params_path=str(tiny_params), track=TRACK,
-                          skip_data=True, model_name="trls-test-encoder", return_state=True)
+    state = pipeline_flow(
+        root=str(tiny_project),
+        params_path=str(tiny_params),
+        track=TRACK,
+        skip_data=True,
+        model_name="trls-test-encoder",
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     out = state.result()
     assert Path(out["model_dirs"][0], "encoder.safetensors").is_file()
@@ -215,8 +226,14 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
 
     # a second run scoring no better (same params: the model and units are reused, same score)
     # registers a new challenger and leaves the champion where it is, saying why
-    state = pipeline_flow(root=str(tiny_project), params_path=str(tiny_params), track=True,
-                          skip_data=True, model_name="trls-test-encoder", return_state=True)
+    state = pipeline_flow(
+        root=str(tiny_project),
+        params_path=str(tiny_params),
+        track=True,
+        skip_data=True,
+        model_name="trls-test-encoder",
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     reg2 = state.result()["registration"]
     assert not reg2["promoted"] and "not promoted" in reg2["reason"], reg2
@@ -260,8 +277,9 @@ def test_deployment_registers_with_cron_schedule(tmp_path: Path, tiny_params: Pa
 
     from flows.schedule import build_deployment
 
-    deployment = build_deployment(cron="0 3 * * 1", name="trls-retrain-test", params_path=str(tiny_params),
-                                  root=str(tmp_path))
+    deployment = build_deployment(
+        cron="0 3 * * 1", name="trls-retrain-test", params_path=str(tiny_params), root=str(tmp_path)
+    )
     dep_id = deployment.apply()
     with get_client(sync_client=True) as client:
         stored = client.read_deployment(dep_id)
@@ -288,8 +306,13 @@ def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny
 
     from flows.compare import compare_flow
 
-    state = compare_flow(root=str(tiny_project), params_path=str(tiny_params),
-                         methods=["trls", "trls_cnn", "ts2vec"], track=TRACK, return_state=True)
+    state = compare_flow(
+        root=str(tiny_project),
+        params_path=str(tiny_params),
+        methods=["trls", "trls_cnn", "ts2vec"],
+        track=TRACK,
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     out = state.result()
     rows = list(csv.DictReader(Path(out["files"]["csv"]).open()))
@@ -351,8 +374,12 @@ def test_pretrain_flow_resumes_a_killed_run_and_the_mlflow_run_says_so(
 
     assert pretrain_flow(**common, return_state=True).is_completed()  # nothing left to train
     exp = client.get_experiment_by_name("trls-epilepsy")
-    latest = client.search_runs([exp.experiment_id], "attributes.run_name = 'pretrain/seed=0'",
-                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    latest = client.search_runs(
+        [exp.experiment_id],
+        "attributes.run_name = 'pretrain/seed=0'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
     assert latest.data.tags["reused_finished_model"] == "true" and latest.data.tags["resumed"] == "false"
 
 
@@ -361,17 +388,19 @@ def test_pretrain_flow_on_a_training_subset(tiny_project: Path, tiny_params: Pat
 
     full = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False, return_state=True)
     n_full = json.loads(Path(full.result()[0], "encoder.json").read_text())["n_train_windows"]
-    state = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False,
-                          subset_fraction=0.5, return_state=True)
+    state = pretrain_flow(
+        root=str(tiny_project), params_path=str(tiny_params), track=False, subset_fraction=0.5, return_state=True
+    )
     assert state.is_completed(), state.message
     info = json.loads(Path(state.result()[0], "encoder.json").read_text())
     assert info["pretrain"]["subset_fraction"] == 0.5 and abs(info["n_train_windows"] - n_full / 2) <= 1
-    bad = pretrain_flow(root=str(tiny_project), params_path=str(tiny_params), track=False,
-                        subset_fraction=1.5, return_state=True)
+    bad = pretrain_flow(
+        root=str(tiny_project), params_path=str(tiny_params), track=False, subset_fraction=1.5, return_state=True
+    )
     assert bad.is_failed() and "subset_fraction" in bad.message
 
 
-_STOPPABLE_FLOW = '''
+_STOPPABLE_FLOW = """
 import sys, time
 from pathlib import Path
 from prefect import flow, task
@@ -392,7 +421,7 @@ def units() -> None:
     wait(unit.map(range(30)))
 
 units()
-'''
+"""
 
 
 def test_sigterm_stops_a_flow_of_inline_units(tmp_path: Path, prefect_api: None) -> None:
@@ -401,10 +430,14 @@ def test_sigterm_stops_a_flow_of_inline_units(tmp_path: Path, prefect_api: None)
 
     script, log = tmp_path / "stoppable.py", tmp_path / "units.log"
     script.write_text(_STOPPABLE_FLOW)
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, str(script), str(log)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(log)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 90
         while not (log.exists() and len(log.read_text().split()) >= 2):

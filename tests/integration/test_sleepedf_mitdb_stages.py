@@ -61,7 +61,10 @@ def test_sleepedf_stages_and_describe(tiny_params: Path, tmp_path: Path, monkeyp
     assert [r["record_id"] for r in rejected] == ["SC4051"]
     summary = json.loads((pdir / "summary.json").read_text())
     assert summary["n_windows"] == 5 * 12 and summary["rejected_by_kind"] == {"missing_channel": 1}
-    assert summary["source_content_digest"] == json.loads((root / "data/raw/sleepedf/MANIFEST.json").read_text())["content_digest"]
+    assert (
+        summary["source_content_digest"]
+        == json.loads((root / "data/raw/sleepedf/MANIFEST.json").read_text())["content_digest"]
+    )
     assert sum(summary["records_per_split"].values()) == 5 and summary["protocol"] == "grouped"
 
     sdir = spectrogram_dir(root, "sleepedf")

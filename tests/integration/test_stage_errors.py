@@ -39,7 +39,10 @@ def test_params_typo_fails_the_stage(tmp_path: Path, tiny_params: Path, capsys: 
 
 
 def test_missing_mirror_set_leaves_raw_untouched(
-    tiny_bonn_mirror: Path, tmp_path: Path, tiny_params: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_bonn_mirror: Path,
+    tmp_path: Path,
+    tiny_params: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     raw = tmp_path / "proj" / "data" / "raw" / "epilepsy"

@@ -42,8 +42,12 @@ def test_pretrain_then_evaluate(tiny_project: Path, tiny_params: Path) -> None:
     assert 0.0 <= metrics["linear_probe"]["record_accuracy"]["mean"] <= 1.0
     assert "challenge_f1" not in metrics["linear_probe"]
     ft = params.evaluate.finetune  # the budget every fine-tuning unit ran under, stated in both reports
-    assert metrics["finetune_budget"] == {"epochs": ft.epochs, "max_steps_per_epoch": ft.max_steps_per_epoch,
-                                          "batch_size": ft.batch_size, "patience": ft.patience}
+    assert metrics["finetune_budget"] == {
+        "epochs": ft.epochs,
+        "max_steps_per_epoch": ft.max_steps_per_epoch,
+        "batch_size": ft.batch_size,
+        "patience": ft.patience,
+    }
     summary = (rdir / "summary.md").read_text()
     assert "±" in summary and "random" in summary
     assert f"**fine-tuning**: LP-FT, up to {ft.epochs} rounds of ≤ {ft.max_steps_per_epoch} batches" in summary

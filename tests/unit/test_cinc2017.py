@@ -39,14 +39,18 @@ def test_good_records_become_windows_in_mv(tmp_path: Path) -> None:
     table, meta = _build(tmp_path, recs)
     assert meta["rejected"] == []
     assert table.num_rows == 12 * 3  # 4500 samples -> 3 windows of 1500
-    assert meta["tasks"] == {"af": {"column": "label", "classes": ["N", "A", "O", "~"], "score_classes": ["N", "A", "O"]}}
+    assert meta["tasks"] == {
+        "af": {"column": "label", "classes": ["N", "A", "O", "~"], "score_classes": ["N", "A", "O"]}
+    }
     x = signals_array(table)
     assert x.shape == (36, 1, 1500) and x.dtype == np.float32
     first = np.frombuffer(recs["A00001"][1][-9000:], dtype="<i2")[:1500]  # MAT v4 data follows the header
     np.testing.assert_allclose(x[0, 0], first / 1000.0, rtol=1e-6)  # gain 1000/mV applied
     # every record in exactly one split; ids and record-level labels kept
     per_record = {}
-    for rid, split, lab in zip(table["record_id"].to_pylist(), table["split"].to_pylist(), table["label_name"].to_pylist()):
+    for rid, split, lab in zip(
+        table["record_id"].to_pylist(), table["split"].to_pylist(), table["label_name"].to_pylist()
+    ):
         per_record.setdefault(rid, set()).add((split, lab))
     assert all(len(v) == 1 for v in per_record.values()) and len(per_record) == 12
     assert table["window_id"][0].as_py() == "A00001_000" and table["start"].to_pylist()[:3] == [0, 1500, 3000]
@@ -67,7 +71,11 @@ def test_header_disagreeing_with_mat_is_rejected(tmp_path: Path) -> None:
     lab, mat, _ = recs["A00003"]
     recs["A00003"] = (lab, mat, hea_text("A00003", 4600, 0))  # header says 4600 samples, .mat has 4500
     lab, mat, _ = recs["A00004"]
-    recs["A00004"] = (lab, mat, "A00004 2 300 4500\nA00004.mat 16+24 1000/mV 16 0 0 0 0 ECG\nA00004.mat 16+24 1000/mV 16 0 0 0 0 II\n")
+    recs["A00004"] = (
+        lab,
+        mat,
+        "A00004 2 300 4500\nA00004.mat 16+24 1000/mV 16 0 0 0 0 ECG\nA00004.mat 16+24 1000/mV 16 0 0 0 0 II\n",
+    )
     _, meta = _build(tmp_path, recs)
     rej = _rejected(meta)
     assert "n_samples 4600 != .mat length 4500" in rej["A00003"] and "A00003.hea" in rej["A00003"]
@@ -199,7 +207,10 @@ def test_fetch_verifies_counts_and_writes_manifest(tmp_path: Path) -> None:
     with zipfile.ZipFile(other, "w", zipfile.ZIP_STORED) as zf:
         for name in reversed(src.namelist()):
             zf.writestr(name.replace("training2017/", "x/"), src.read(name))
-    assert fetch_cinc2017(tmp_path / "raw2", other.parent, url="unused", expected_records=8)["content_digest"] == m["content_digest"]
+    assert (
+        fetch_cinc2017(tmp_path / "raw2", other.parent, url="unused", expected_records=8)["content_digest"]
+        == m["content_digest"]
+    )
     with pytest.raises(DataError, match="RECORDS lists 8 records, expected 9"):
         fetch_cinc2017(tmp_path / "raw3", mirror, url="unused", expected_records=9)
     assert not (tmp_path / "raw3").exists()

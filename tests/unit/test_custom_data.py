@@ -27,7 +27,7 @@ def test_csv_with_ragged_rows_keeps_the_good_rows(tmp_path: Path) -> None:
     x, y = _windows()
     lines = ["record_id,label," + ",".join(f"s{i}" for i in range(64))]
     lines += [f"r{i // 2},{y[i]}," + ",".join(f"{v:.4f}" for v in x[i]) for i in range(30)]
-    lines[5] = lines[5] + ",1.0"          # one field too many
+    lines[5] = lines[5] + ",1.0"  # one field too many
     lines[9] = ",".join(lines[9].split(",")[:20])  # truncated row
     lines[12] = lines[12].replace(lines[12].split(",")[4], "", 1)  # empty cell -> NaN
     (tmp_path / "w.csv").write_text("\n".join(lines) + "\n")
@@ -43,8 +43,14 @@ def test_csv_with_ragged_rows_keeps_the_good_rows(tmp_path: Path) -> None:
 
 def test_npz_with_channels_resampling_and_subject_grouping(tmp_path: Path) -> None:
     x = RNG.standard_normal((40, 2, 100)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 2, fs=np.float64(200.0),
-             subject_id=np.array([f"s{i % 8}" for i in range(40)]), channel_names=np.array(["Fz", "Cz"]))
+    np.savez(
+        tmp_path / "d.npz",
+        x=x,
+        y=np.arange(40) % 2,
+        fs=np.float64(200.0),
+        subject_id=np.array([f"s{i % 8}" for i in range(40)]),
+        channel_names=np.array(["Fz", "Cz"]),
+    )
     table, meta = build_custom_table(tmp_path, CustomParquetParams(channels=["Cz"], target_fs=100, group_by="subject"))
     sig = signals_array(table)
     assert sig.shape == (40, 1, 50) and meta["fs"] == 100 and meta["channels"] == ["Cz"]
@@ -59,7 +65,9 @@ def test_npz_with_channels_resampling_and_subject_grouping(tmp_path: Path) -> No
 def test_parquet_and_ucr_tsv(tmp_path: Path) -> None:
     x, y = _windows(20)
     (tmp_path / "pq").mkdir()
-    pq.write_table(pa.table({"label": y, "signal": [list(r) for r in x], "fs": [50.0] * 20}), tmp_path / "pq" / "a.parquet")
+    pq.write_table(
+        pa.table({"label": y, "signal": [list(r) for r in x], "fs": [50.0] * 20}), tmp_path / "pq" / "a.parquet"
+    )
     table, meta = build_custom_table(tmp_path / "pq", CustomParquetParams())
     assert table.num_rows == 20 and meta["fs"] == 50
     np.testing.assert_allclose(signals_array(table)[:, 0], x)
@@ -67,7 +75,11 @@ def test_parquet_and_ucr_tsv(tmp_path: Path) -> None:
     ucr = tmp_path / "ucr"
     ucr.mkdir()
     for name, n in (("Toy_TRAIN.tsv", 30), ("Toy_TEST.tsv", 10)):
-        (ucr / name).write_text("".join("\t".join([str(1 + i % 2)] + [f"{v:.3f}" for v in RNG.standard_normal(32)]) + "\n" for i in range(n)))
+        (ucr / name).write_text(
+            "".join(
+                "\t".join([str(1 + i % 2)] + [f"{v:.3f}" for v in RNG.standard_normal(32)]) + "\n" for i in range(n)
+            )
+        )
     table, meta = build_custom_table(ucr, CustomParquetParams(fs=1.0, split_from_file=True))
     splits = table["split"].to_pylist()
     assert splits.count("test") == 10 and splits.count("val") > 0 and meta["tasks"]["label"]["classes"] == ["1", "2"]
@@ -96,9 +108,12 @@ def test_custom_section_through_the_stages(tmp_path: Path, tiny_params: Path, mo
     x[y == 2] *= 4
     np.savez(data / "w.npz", x=x, y=y, record_id=np.array([f"r{i // 3}" for i in range(60)]))
     raw = yaml.safe_load(tiny_params.read_text())
-    raw["mine"] = {"kind": "custom", "fetch": {"path": str(data)},
-                   "parquet": {"fs": 64, "class_names": ["a", "b", "c"]},
-                   "spectrogram": {"n_fft": 16, "hop": 8}}
+    raw["mine"] = {
+        "kind": "custom",
+        "fetch": {"path": str(data)},
+        "parquet": {"fs": 64, "class_names": ["a", "b", "c"]},
+        "spectrogram": {"n_fft": 16, "hop": 8},
+    }
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     root = tmp_path / "proj"

@@ -59,9 +59,10 @@ def test_fetch_from_urls_matches_mirror_content(tiny_bonn_mirror: Path, tmp_path
     served = tmp_path / "served"
     served.mkdir()
     for s in SETS:
-        with zipfile.ZipFile(tiny_bonn_mirror / f"{s}.zip") as src, zipfile.ZipFile(
-            served / f"{s.lower()}.zip", "w", zipfile.ZIP_STORED
-        ) as out:
+        with (
+            zipfile.ZipFile(tiny_bonn_mirror / f"{s}.zip") as src,
+            zipfile.ZipFile(served / f"{s.lower()}.zip", "w", zipfile.ZIP_STORED) as out,
+        ):
             for info in reversed(src.infolist()):
                 out.writestr(f"{s}/{info.filename}", src.read(info))
     urls = {s: (served / f"{s.lower()}.zip").as_uri() for s in SETS}

@@ -62,8 +62,9 @@ def test_a_nonsense_cap_is_rejected_with_its_key(bad: int) -> None:
 
 def test_the_comparison_states_the_budget_only_when_set() -> None:
     assert _budget_lines({}) == []
-    line = _budget_lines({"budget": {"label_pool": 200, "val_windows": 100},
-                          "n_windows": {"train": 200, "val": 100, "test": 8134}})
+    line = _budget_lines(
+        {"budget": {"label_pool": 200, "val_windows": 100}, "n_windows": {"train": 200, "val": 100, "test": 8134}}
+    )
     assert len(line) == 1 and "pool of 200" in line[0] and "100 validation" in line[0] and "8,134" in line[0]
 
 
@@ -89,8 +90,16 @@ def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_
 
     def ctx(ev: EvaluateParams, score_classes: list[str] | None) -> EvalContext:
         params = SimpleNamespace(evaluate=ev, pretrain=SimpleNamespace(seeds=[0]), model=None)
-        return EvalContext(None, params, {}, ["N", "A", "O", "~"], {}, "cpu", {},  # type: ignore[arg-type]
-                           score_classes=score_classes)
+        return EvalContext(
+            None,
+            params,
+            {},
+            ["N", "A", "O", "~"],
+            {},
+            "cpu",
+            {},  # type: ignore[arg-type]
+            score_classes=score_classes,
+        )
 
     def fp(ev: EvaluateParams, sc: list[str] | None) -> str:
         return ctx(ev, sc).fingerprint(Unit("spectrogram_linear", 0))
@@ -102,7 +111,9 @@ def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_
     assert ctx(task, ["N", "A", "O"]).select_classes == ["N", "A", "O"]
     assert ctx(macro, ["N", "A", "O"]).select_classes is None
     assert selection_rule(["N", "A", "O"]) == "mean F1 of N, A, O" and selection_rule(None) == "macro-F1"
-    line = _budget_lines({"budget": {"val_windows": 100}, "n_windows": {"val": 100}, "selected_by": "mean F1 of N, A, O"})
+    line = _budget_lines(
+        {"budget": {"val_windows": 100}, "n_windows": {"val": 100}, "selected_by": "mean F1 of N, A, O"}
+    )
     assert "chosen by mean F1 of N, A, O on" in line[0]
     with pytest.raises(ValueError, match="select_by"):
         EvaluateParams(select_by="accuracy")  # type: ignore[arg-type]

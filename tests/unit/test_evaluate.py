@@ -137,9 +137,26 @@ def test_finetune_learns_and_leaves_caller_weights_untouched() -> None:
     xv, yv = _data(20, seed=1)
     xt, yt = _data(40, seed=2)
     seen_epochs: list[int] = []
-    out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=6, batch_size=16, lr=1e-2,
-                   encoder_lr=1e-2, weight_decay=0.0, seed=0, progress=False, head_init="random",
-                   on_epoch=lambda r: seen_epochs.append(r["epoch"]))
+    out = finetune(
+        enc,
+        2,
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b"],
+        epochs=6,
+        batch_size=16,
+        lr=1e-2,
+        encoder_lr=1e-2,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        head_init="random",
+        on_epoch=lambda r: seen_epochs.append(r["epoch"]),
+    )
     assert out["accuracy"] >= 0.9
     for k, v in enc.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -153,8 +170,17 @@ def test_finetune_learns_and_leaves_caller_weights_untouched() -> None:
 def test_finetune_tiny_subset_caps_batch_and_is_deterministic() -> None:
     x, y = _data(6)  # e.g. 1 % of a small train split
     xv, yv = _data(10, seed=1)
-    kw = dict(epochs=3, batch_size=256, lr=1e-2, encoder_lr=None, weight_decay=0.01, seed=3, progress=False,
-              min_steps_per_epoch=4, class_weight=True)
+    kw = dict(
+        epochs=3,
+        batch_size=256,
+        lr=1e-2,
+        encoder_lr=None,
+        weight_decay=0.01,
+        seed=3,
+        progress=False,
+        min_steps_per_epoch=4,
+        class_weight=True,
+    )
     a = finetune(_encoder(), 2, x, y, xv, yv, xv, yv, ["a", "b"], **kw)
     b = finetune(_encoder(), 2, x, y, xv, yv, xv, yv, ["a", "b"], **kw)
     assert a["n_train"] == 6 and len(a["history"]) == 3
@@ -166,9 +192,27 @@ def test_finetune_early_stopping_and_frozen_encoder() -> None:
     x, y = _data(30)
     xv, yv = _data(10, seed=1)
     enc = _encoder()
-    out = finetune(enc, 2, x, y, xv, yv, xv, yv, ["a", "b"], epochs=50, batch_size=8, lr=0.0, encoder_lr=0.0,
-                   weight_decay=0.0, seed=0, progress=False, patience=2, return_model=True,
-                   head_init="random")
+    out = finetune(
+        enc,
+        2,
+        x,
+        y,
+        xv,
+        yv,
+        xv,
+        yv,
+        ["a", "b"],
+        epochs=50,
+        batch_size=8,
+        lr=0.0,
+        encoder_lr=0.0,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        patience=2,
+        return_model=True,
+        head_init="random",
+    )
     # lr 0: validation never improves after epoch 1, so patience 2 stops at epoch 3
     assert out["epochs_run"] == 3 and out["best_epoch"] == 1
     w = out["model"].encoder[1].weight
@@ -182,25 +226,90 @@ def test_finetune_head_starts_as_the_linear_probe() -> None:
     x, y = _data(60)
     xv, yv = _data(30, seed=1)
     xt, yt = _data(40, seed=2)
-    out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=3, batch_size=16, lr=0.0,
-                   encoder_lr=0.0, weight_decay=0.0, seed=0, progress=False)
+    out = finetune(
+        enc,
+        2,
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b"],
+        epochs=3,
+        batch_size=16,
+        lr=0.0,
+        encoder_lr=0.0,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+    )
     f = lambda a: ev.embed(enc, a)  # noqa: E731
     probe = linear_probe(f(x), y, f(xt), yt, ["a", "b"], z_val=f(xv), y_val=yv)
     assert out["best_epoch"] == 0
     np.testing.assert_array_equal(out["y_pred"], probe["y_pred"])
     with pytest.raises(DataError, match="head_init"):
-        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=1, batch_size=16, lr=0.0,
-                 encoder_lr=0.0, weight_decay=0.0, seed=0, progress=False, head_init="zeros")
+        finetune(
+            enc,
+            2,
+            x,
+            y,
+            xv,
+            yv,
+            xt,
+            yt,
+            ["a", "b"],
+            epochs=1,
+            batch_size=16,
+            lr=0.0,
+            encoder_lr=0.0,
+            weight_decay=0.0,
+            seed=0,
+            progress=False,
+            head_init="zeros",
+        )
 
 
 def test_finetune_rejects_bad_inputs() -> None:
     x, y = _data(10)
     with pytest.raises(DataError, match="n_classes"):
-        finetune(_encoder(), 3, x, y, x, y, x, y, ["a", "b"], epochs=1, batch_size=4, lr=1e-3,
-                 encoder_lr=None, weight_decay=0.0, seed=0, progress=False)
+        finetune(
+            _encoder(),
+            3,
+            x,
+            y,
+            x,
+            y,
+            x,
+            y,
+            ["a", "b"],
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            encoder_lr=None,
+            weight_decay=0.0,
+            seed=0,
+            progress=False,
+        )
     with pytest.raises(DataError, match="labels"):
-        finetune(_encoder(), 2, x, y[:5], x, y, x, y, ["a", "b"], epochs=1, batch_size=4, lr=1e-3,
-                 encoder_lr=None, weight_decay=0.0, seed=0, progress=False)
+        finetune(
+            _encoder(),
+            2,
+            x,
+            y[:5],
+            x,
+            y,
+            x,
+            y,
+            ["a", "b"],
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            encoder_lr=None,
+            weight_decay=0.0,
+            seed=0,
+            progress=False,
+        )
 
 
 AGG_KEYS = {"accuracy", "macro_f1", "cohen_kappa", "balanced_accuracy"}
@@ -220,10 +329,16 @@ def test_run_protocol_shape() -> None:
         return _encoder(seed)
 
     results, artifacts = run_protocol(
-        factory, data, ["a", "b"], fractions=[0.5, 1.0], seeds=[0, 1],
+        factory,
+        data,
+        ["a", "b"],
+        fractions=[0.5, 1.0],
+        seeds=[0, 1],
         finetune_kwargs=dict(epochs=2, batch_size=16, lr=1e-2, encoder_lr=1e-3, weight_decay=0.0),
-        random_encoder_factory=lambda s: _encoder(100 + s), fraction_indices=_simple_fraction_indices,
-        progress=False, on_result=lambda name, m: events.append(name),
+        random_encoder_factory=lambda s: _encoder(100 + s),
+        fraction_indices=_simple_fraction_indices,
+        progress=False,
+        on_result=lambda name, m: events.append(name),
         probe_kwargs={"c_grid": (0.1, 1.0)},
     )
     assert factory_calls == [0, 1]
@@ -248,9 +363,14 @@ def test_run_protocol_shape() -> None:
     assert artifacts["linear_probe_y_pred"].shape == (20,)
     assert set(artifacts["finetune_histories"]) == {"0.5", "1.0"}
     assert events == [
-        "linear_probe/seed=0", "finetune/0.5/seed=0", "finetune/1.0/seed=0",
-        "controls/spectrogram_linear/seed=0", "controls/random_encoder_linear/seed=0",
-        "linear_probe/seed=1", "finetune/0.5/seed=1", "finetune/1.0/seed=1",
+        "linear_probe/seed=0",
+        "finetune/0.5/seed=0",
+        "finetune/1.0/seed=0",
+        "controls/spectrogram_linear/seed=0",
+        "controls/random_encoder_linear/seed=0",
+        "linear_probe/seed=1",
+        "finetune/0.5/seed=1",
+        "finetune/1.0/seed=1",
         "controls/random_encoder_linear/seed=1",
     ]
 
@@ -299,9 +419,26 @@ def test_finetune_keeps_the_epoch_with_the_best_selection_score() -> None:
     x, y = _data(60, n_classes=3)
     xv, yv = _data(30, n_classes=3, seed=1)
     xt, yt = _data(30, n_classes=3, seed=2)
-    out = finetune(_encoder(), 3, x, y, xv, yv, xt, yt, ["a", "b", "c"], epochs=5, batch_size=16, lr=1e-2,
-                   encoder_lr=1e-2, weight_decay=0.0, seed=0, progress=False, head_init="random",
-                   select_classes=["a", "b"])
+    out = finetune(
+        _encoder(),
+        3,
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b", "c"],
+        epochs=5,
+        batch_size=16,
+        lr=1e-2,
+        encoder_lr=1e-2,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        head_init="random",
+        select_classes=["a", "b"],
+    )
     scores = [h["val_score"] for h in out["history"]]
     assert out["best_epoch"] == int(np.argmax(scores)) + 1
     assert out["best_val_score"] == pytest.approx(max(scores))

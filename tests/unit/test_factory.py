@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import ROOT, shrink_params
 from trls_core.augment import TwoViews
 from trls_core.augment_raw import RawTwoViews
 from trls_core.config import resolve_params
@@ -20,7 +21,6 @@ from trls_core.ssl.simclr import SimCLR
 from trls_core.ssl.ts2vec import TS2Vec
 from trls_core.ssl.ts_tcc import TSTCC
 from trls_core.stages.pretrain import build_encoder_from_params, fingerprint
-from tests.conftest import ROOT, shrink_params
 
 
 def _raw() -> dict:
@@ -31,15 +31,18 @@ def _params(method: str):
     return resolve_params(method_params(_raw(), METHODS[method]))
 
 
-@pytest.mark.parametrize("method,module,views,kind", [
-    ("trls", BYOL, TwoViews, "spectrogram"),
-    ("simclr", SimCLR, TwoViews, "spectrogram"),
-    ("ts_tcc", TSTCC, RawTwoViews, "raw"),
-    ("ts2vec", TS2Vec, type(None), "raw"),
-    ("byol_raw", BYOL, RawTwoViews, "raw"),
-    ("supervised_tfrnn", type(None), type(None), "spectrogram"),
-    ("trls_no_aug", BYOL, type(None), "spectrogram"),
-])
+@pytest.mark.parametrize(
+    "method,module,views,kind",
+    [
+        ("trls", BYOL, TwoViews, "spectrogram"),
+        ("simclr", SimCLR, TwoViews, "spectrogram"),
+        ("ts_tcc", TSTCC, RawTwoViews, "raw"),
+        ("ts2vec", TS2Vec, type(None), "raw"),
+        ("byol_raw", BYOL, RawTwoViews, "raw"),
+        ("supervised_tfrnn", type(None), type(None), "spectrogram"),
+        ("trls_no_aug", BYOL, type(None), "spectrogram"),
+    ],
+)
 def test_every_registered_method_assembles_and_trains_one_step(method, module, views, kind):
     params = _params(method)
     assert input_kind(params) == kind

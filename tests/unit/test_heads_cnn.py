@@ -35,11 +35,11 @@ def test_factory_builds_cnn():
 
 def test_mlp_head_structure_and_shape():
     h = MLPHead(10, 20, 5)
-    kinds = [type(l) for l in h.net]
+    kinds = [type(layer) for layer in h.net]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
     assert h(torch.randn(4, 10)).shape == (4, 5)
     no_bn = MLPHead(10, 20, 5, batch_norm=False)
-    assert not any(isinstance(l, nn.BatchNorm1d) for l in no_bn.net)
+    assert not any(isinstance(layer, nn.BatchNorm1d) for layer in no_bn.net)
 
 
 def test_byol_head_defaults():

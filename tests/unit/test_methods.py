@@ -48,11 +48,22 @@ def test_bad_override_and_unknown_method_fail_by_name() -> None:
 
 
 def _report(acc: float, protocol: str = "random") -> dict:
-    agg = lambda m: {"mean": m, "std": 0.01, "min": m, "max": m, "n": 2, "values": [m, m]}  # noqa: E731
+    def agg(m: float) -> dict:
+        return {"mean": m, "std": 0.01, "min": m, "max": m, "n": 2, "values": [m, m]}
+
     block = {"accuracy": agg(acc), "macro_f1": agg(acc - 0.02)}
-    return {"dataset": "epilepsy", "task": "binary", "protocol": protocol, "seeds": [0, 1], "fractions": ["0.1", "1.0"],
-            "parquet_sha256": "abc", "profile": "small", "linear_probe": block,
-            "finetune": {"0.1": block, "1.0": block}, "controls": {"spectrogram_linear": block}}
+    return {
+        "dataset": "epilepsy",
+        "task": "binary",
+        "protocol": protocol,
+        "seeds": [0, 1],
+        "fractions": ["0.1", "1.0"],
+        "parquet_sha256": "abc",
+        "profile": "small",
+        "linear_probe": block,
+        "finetune": {"0.1": block, "1.0": block},
+        "controls": {"spectrogram_linear": block},
+    }
 
 
 def test_comparison_files_and_protocol_mismatch(tmp_path: Path) -> None:
@@ -61,8 +72,9 @@ def test_comparison_files_and_protocol_mismatch(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_report(0.98)))
     b.write_text(json.dumps(_report(0.95)))
-    files = write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
-                             {"trls": 10.0, "trls_cnn": 5.0})
+    files = write_comparison(
+        tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"}, {"trls": 10.0, "trls_cnn": 5.0}
+    )
     lines = files["csv"].read_text().splitlines()
     assert lines[0].startswith("method,setting,accuracy_mean")
     assert len(lines) == 1 + 2 * 3 + 1  # 2 methods x (probe + 2 fractions) + pixel control
@@ -87,8 +99,10 @@ def test_compare_cli_rejects_an_unknown_method_before_running_anything() -> None
 
 def test_compare_settings_reach_every_method_before_its_overrides() -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["compare"]["settings"] = {"pretrain": {"lr": 0.5, "subset_fraction": 0.25},
-                                  "evaluate": {"finetune": {"encoder_lr": 0.2}}}
+    raw["compare"]["settings"] = {
+        "pretrain": {"lr": 0.5, "subset_fraction": 0.25},
+        "evaluate": {"finetune": {"encoder_lr": 0.2}},
+    }
     trls = resolve_params(method_params(raw, get_method("trls")))
     assert trls.pretrain.lr == 0.5 and trls.pretrain.subset_fraction == 0.25
     tstcc = resolve_params(method_params(raw, get_method("ts_tcc")))
@@ -117,11 +131,22 @@ def test_compare_dataset_points_every_method_at_it_with_its_settings() -> None:
 
 def _task_report(f1_probe: float, f1_10: float, f1_100: float) -> dict:
     agg = lambda m: {"mean": m, "std": 0.01, "min": m, "max": m, "n": 2, "values": [m, m]}  # noqa: E731
-    block = lambda c: {"accuracy": agg(0.8), "macro_f1": agg(0.6), "challenge_f1": agg(c),  # noqa: E731
-                       "record_challenge_f1": agg(c + 0.01)}
+
+    def block(c: float) -> dict:
+        return {
+            "accuracy": agg(0.8),
+            "macro_f1": agg(0.6),
+            "challenge_f1": agg(c),
+            "record_challenge_f1": agg(c + 0.01),
+        }
+
     rep = _report(0.8)
-    rep.update(dataset="cinc2017", task="af", linear_probe=block(f1_probe),
-               finetune={"0.1": block(f1_10), "1.0": block(f1_100)})
+    rep.update(
+        dataset="cinc2017",
+        task="af",
+        linear_probe=block(f1_probe),
+        finetune={"0.1": block(f1_10), "1.0": block(f1_100)},
+    )
     return rep
 
 
@@ -138,7 +163,10 @@ def test_comparison_reports_the_task_score_and_reads_it_at_10_and_100_percent(tm
     assert "## Challenge F1 (windows) (%)" in md and "## Challenge F1 (records, majority vote) (%)" in md
     assert "| trls | 70.00 ± 1.00 | 60.00 ± 1.00 | 75.00 ± 1.00 |" in md  # challenge-F1 matrix row
     assert "linear probe challenge_f1: `trls` is at or above every other method's mean: **yes**" in md
-    assert "fine-tuning 10 % challenge_f1: `trls` is at or above every other method's mean: **no** (above it: simclr)" in md
+    assert (
+        "fine-tuning 10 % challenge_f1: `trls` is at or above every other method's mean: **no** (above it: simclr)"
+        in md
+    )
     assert "fine-tuning 100 % challenge_f1: `trls` is at or above every other method's mean: **yes**" in md
     # a dataset without a task score: no such table
     c = tmp_path / "c.json"
@@ -157,14 +185,16 @@ def test_comparison_refuses_reports_with_different_evaluation_budgets(tmp_path: 
     with pytest.raises(DataError, match="budget"):
         write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {}, {})
     b.write_text(json.dumps({**_report(0.95), "budget": {"label_pool": 100}}))
-    files = write_comparison(tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
-                             {"trls": 1.0, "trls_cnn": 1.0})
+    files = write_comparison(
+        tmp_path / "out", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"}, {"trls": 1.0, "trls_cnn": 1.0}
+    )
     assert "evaluation budget: labels drawn from a fixed stratified pool of 100" in files["md"].read_text()
     # an empty budget and none at all are the same protocol (reports written before the field existed)
     a.write_text(json.dumps({**_report(0.98), "budget": {}}))
     b.write_text(json.dumps(_report(0.95)))
-    write_comparison(tmp_path / "out2", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"},
-                     {"trls": 1.0, "trls_cnn": 1.0})
+    write_comparison(
+        tmp_path / "out2", {"trls": a, "trls_cnn": b}, {"trls": "t", "trls_cnn": "c"}, {"trls": 1.0, "trls_cnn": 1.0}
+    )
 
 
 def test_comparison_states_and_matches_the_fine_tuning_budget(tmp_path: Path) -> None:
@@ -202,7 +232,9 @@ def test_compute_seconds_come_from_the_stored_results_not_from_this_run(tmp_path
     for seed, secs in ((0, [10.0, 12.5]), (1, [11.0])):
         d = tmp_path / f"tfrnn_seed{seed}"
         d.mkdir()
-        (d / "encoder.json").write_text(json.dumps({"history": [{"epoch": i, "seconds": s} for i, s in enumerate(secs)]}))
+        (d / "encoder.json").write_text(
+            json.dumps({"history": [{"epoch": i, "seconds": s} for i, s in enumerate(secs)]})
+        )
         dirs.append(d)
     none_dir = tmp_path / "supervised"  # method "none": an untrained encoder, empty history
     none_dir.mkdir()

@@ -31,7 +31,9 @@ def _rejected(meta: dict) -> dict[str, dict]:
 def test_beat_windows_aami_labels_and_inter_patient_split(tmp_path: Path) -> None:
     raw = tiny_mirror(tmp_path) / "mitdb"
     table, meta = build_mitdb_table(raw, P)
-    assert meta["rejected"] == [] and meta["tasks"] == {"aami": {"column": "label", "classes": ["N", "S", "V", "F", "Q"]}}
+    assert meta["rejected"] == [] and meta["tasks"] == {
+        "aami": {"column": "label", "classes": ["N", "S", "V", "F", "Q"]}
+    }
     x = signals_array(table)
     assert x.shape == (6 * 24, 1, 90 + 162) and x.dtype == np.float32  # first beat of each record is at the edge
     # the window is centred on the R peak: the spike maximum sits at index `before`
@@ -77,7 +79,9 @@ def test_missing_lead_is_rejected_and_the_rest_kept(tmp_path: Path) -> None:
     write_record(tmp_path, "103", rng, leads=("V1", "V2"))  # no MLII
     table, meta = build_mitdb_table(tmp_path, P)
     reason = _rejected(meta)["103"]["reason"]
-    assert "record 103" in reason and "['MLII'] not in the record" in reason and reason_kind(reason) == "missing_channel"
+    assert (
+        "record 103" in reason and "['MLII'] not in the record" in reason and reason_kind(reason) == "missing_channel"
+    )
     assert set(table["record_id"].to_pylist()) == {"101", "106", "100"}
 
 
@@ -115,7 +119,9 @@ def test_missing_files_and_flat_line_are_rejected(tmp_path: Path) -> None:
     wfdb_write(tmp_path, "108", FS, ["MLII", "V1"], np.zeros((FS * 20, 2)))  # same annotations, flat signal
     table, meta = build_mitdb_table(tmp_path, P)
     rej = _rejected(meta)
-    assert ".atr missing from the folder" in rej["106"]["reason"] and reason_kind(rej["106"]["reason"]) == "missing_files"
+    assert (
+        ".atr missing from the folder" in rej["106"]["reason"] and reason_kind(rej["106"]["reason"]) == "missing_files"
+    )
     assert "flat line" in rej["108"]["reason"]
     assert set(table["record_id"].to_pylist()) == {"100", "101"}
 
@@ -170,14 +176,23 @@ def test_fetch_from_mirror_writes_manifest_with_parsed_digest(tmp_path: Path) ->
     mirror = tiny_mirror(tmp_path / "m1", records=("100", "101"))
     m = fetch_mitdb(tmp_path / "raw", mirror, records=None, expected_records=2)
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
-        "100.atr", "100.dat", "100.hea", "101.atr", "101.dat", "101.hea", "MANIFEST.json"]
+        "100.atr",
+        "100.dat",
+        "100.hea",
+        "101.atr",
+        "101.dat",
+        "101.hea",
+        "MANIFEST.json",
+    ]
     assert m["n_records"] == 2 and m["records"]["100"]["leads"] == ["MLII", "V1"]
     # same records in another folder layout -> same content digest
     nested = tmp_path / "m2" / "mitdb" / "1.0.0"
     nested.mkdir(parents=True)
     for p in (mirror / "mitdb").iterdir():
         (nested / p.name).write_bytes(p.read_bytes())
-    assert fetch_mitdb(tmp_path / "raw2", tmp_path / "m2", records=["100", "101"])["content_digest"] == m["content_digest"]
+    assert (
+        fetch_mitdb(tmp_path / "raw2", tmp_path / "m2", records=["100", "101"])["content_digest"] == m["content_digest"]
+    )
     with pytest.raises(DataError, match=r"expected 48"):
         fetch_mitdb(tmp_path / "raw3", mirror, records=None, expected_records=48)
     with pytest.raises(DataError, match=r"record\(s\) \['230'\] not found"):

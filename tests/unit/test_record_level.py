@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.unit.test_evaluate import _one_torch_thread  # noqa: F401  (autouse: tiny models, one thread)
 from trls_core.data.windows import label_fraction_indices
 from trls_core.errors import DataError
 from trls_core.evaluate import embed, finetune, linear_probe
@@ -15,7 +16,6 @@ from trls_core.protocol import Unit, run_unit
 from trls_core.train import RecordPairs
 
 SHAPE = (1, 4, 5)
-from tests.unit.test_evaluate import _one_torch_thread  # noqa: F401  (autouse: tiny models, one thread)
 
 
 def test_groups_mean_labels_and_windows() -> None:
@@ -52,8 +52,9 @@ def test_record_probe_scores_records_and_beats_windows() -> None:
     tr, va, te = _record_data(60, 0, 8), _record_data(30, 1, 8), _record_data(40, 2, 8)
     data = {"x_train": tr[0], "y_train": tr[1], "x_val": va[0], "y_val": va[1], "x_test": te[0], "y_test": te[1]}
     records = {"train": tr[2], "val": va[2], "test": te[2]}
-    out = run_unit(Unit("spectrogram_linear", 0), data, ["a", "b"], probe_kwargs={"c_grid": (0.1, 1.0)},
-                   records=records)
+    out = run_unit(
+        Unit("spectrogram_linear", 0), data, ["a", "b"], probe_kwargs={"c_grid": (0.1, 1.0)}, records=records
+    )
     assert out["y_pred"].shape == (40,) and out["y_pred_windows"].shape == (320,)
     assert out["n_train"] == 60  # fitted on records, not windows
     windows = run_unit(Unit("spectrogram_linear", 0), data, ["a", "b"], probe_kwargs={"c_grid": (0.1, 1.0)})
@@ -70,10 +71,15 @@ def test_record_fraction_takes_whole_records() -> None:
     records = {"train": tr[2], "val": va[2], "test": te[2]}
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 6), nn.ReLU())
-    out = run_unit(Unit("finetune", 0, 0.25), data, ["a", "b"], encoder_factory=lambda s: enc,
-                   fraction_indices=label_fraction_indices, records=records,
-                   finetune_kwargs=dict(epochs=1, batch_size=8, lr=1e-3, encoder_lr=0.0, weight_decay=0.0,
-                                        probe_c_grid=(1.0,)))
+    out = run_unit(
+        Unit("finetune", 0, 0.25),
+        data,
+        ["a", "b"],
+        encoder_factory=lambda s: enc,
+        fraction_indices=label_fraction_indices,
+        records=records,
+        finetune_kwargs=dict(epochs=1, batch_size=8, lr=1e-3, encoder_lr=0.0, weight_decay=0.0, probe_c_grid=(1.0,)),
+    )
     assert out["n_train_records"] == 10 and out["n_train"] == 30  # 25 % of 40 records, all 3 windows each
     assert out["y_pred"].shape == (10,) and out["y_pred_windows"].shape == (30,)
 
@@ -84,17 +90,53 @@ def test_record_finetune_starts_as_the_record_probe() -> None:
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 8), nn.ReLU())
     (x, y, r), (xv, yv, rv), (xt, yt, rt) = _record_data(40, 0), _record_data(16, 1), _record_data(20, 2)
-    out = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=2, batch_size=16, lr=0.0, encoder_lr=0.0,
-                   weight_decay=0.0, seed=0, progress=False, probe_c_grid=(0.1, 1.0),
-                   train_records=r, val_records=rv, test_records=rt)
+    out = finetune(
+        enc,
+        2,
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b"],
+        epochs=2,
+        batch_size=16,
+        lr=0.0,
+        encoder_lr=0.0,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        probe_c_grid=(0.1, 1.0),
+        train_records=r,
+        val_records=rv,
+        test_records=rt,
+    )
     g, gv, gt = Groups.of(r), Groups.of(rv), Groups.of(rt)
     z = lambda a: embed(enc, a)  # noqa: E731
     probe = _probe(g.mean(z(x)), g.labels(y), gv.mean(z(xv)), gv.labels(yv), gt.mean(z(xt)), gt.labels(yt))
     assert out["best_epoch"] == 0 and out["n_records"] == 20
     np.testing.assert_array_equal(out["y_pred"], probe["y_pred"])
     with pytest.raises(DataError, match="needs train_records, val_records and test_records"):
-        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], epochs=1, batch_size=16, lr=0.0, encoder_lr=0.0,
-                 weight_decay=0.0, seed=0, progress=False, train_records=r)
+        finetune(
+            enc,
+            2,
+            x,
+            y,
+            xv,
+            yv,
+            xt,
+            yt,
+            ["a", "b"],
+            epochs=1,
+            batch_size=16,
+            lr=0.0,
+            encoder_lr=0.0,
+            weight_decay=0.0,
+            seed=0,
+            progress=False,
+            train_records=r,
+        )
 
 
 def test_record_pairs_draw_another_window_of_the_same_record() -> None:
@@ -119,16 +161,29 @@ def test_transfer_check_names_the_setting_and_both_files(tmp_path) -> None:  # t
 
     enc = tmp_path / "models" / "cinc2017" / "tfrnn_seed0" / "encoder.json"
     enc.parent.mkdir(parents=True)
-    stft = {"n_fft": 128, "hop": 16, "win_length": None, "window": "hann", "center": True, "log_eps": 1e-3,
-            "fmax_bin": 43, "normalisation": "train_per_freq"}
+    stft = {
+        "n_fft": 128,
+        "hop": 16,
+        "win_length": None,
+        "window": "hann",
+        "center": True,
+        "log_eps": 1e-3,
+        "fmax_bin": 43,
+        "normalisation": "train_per_freq",
+    }
     enc.write_text(json.dumps({"config": {"in_channels": 1, "fs": 150.0, "stft": stft}}))
     meta_path = tmp_path / "data" / "spectrograms" / "ecg200" / "meta.json"
     ok = {"dataset": "ecg200", "n_channels": 1, "fs": 150.0, "stft": {**stft, "normalisation": "per_window"}}
     check_transfer(enc, ok, meta_path)  # the normaliser is the target's own: not a mismatch
-    with pytest.raises(DataError, match=r"ecg200/meta.json with the encoder of .*encoder.json: channels: the "
-                                        r"encoder reads 1, the data has 2 \(set ecg200.parquet.channels\)"):
+    with pytest.raises(
+        DataError,
+        match=r"ecg200/meta.json with the encoder of .*encoder.json: channels: the "
+        r"encoder reads 1, the data has 2 \(set ecg200.parquet.channels\)",
+    ):
         check_transfer(enc, {**ok, "n_channels": 2}, meta_path)
-    with pytest.raises(DataError, match=r"rate: .* 150 Hz, the data is at 120 Hz \(set ecg200.parquet.target_fs: 150\)"):
+    with pytest.raises(
+        DataError, match=r"rate: .* 150 Hz, the data is at 120 Hz \(set ecg200.parquet.target_fs: 150\)"
+    ):
         check_transfer(enc, {**ok, "fs": 120.0}, meta_path)
     with pytest.raises(DataError, match=r"ecg200.spectrogram.n_fft is 64, the encoder's is 128"):
         check_transfer(enc, {**ok, "stft": {**stft, "n_fft": 64}}, meta_path)
@@ -141,7 +196,10 @@ def test_set_overrides_are_validated_like_params() -> None:
     from trls_core.config import ConfigError, load_params, parse_overrides
 
     assert parse_overrides(["pretrain.epochs=3", "model.tfrnn.stem_stride=[2, 2]", "evaluate.fractions=[]"]) == {
-        "pretrain": {"epochs": 3}, "model": {"tfrnn": {"stem_stride": [2, 2]}}, "evaluate": {"fractions": []}}
+        "pretrain": {"epochs": 3},
+        "model": {"tfrnn": {"stem_stride": [2, 2]}},
+        "evaluate": {"fractions": []},
+    }
     p = load_params(profile="cinc_record", sets=["pretrain.positives=record", "pretrain.epochs=2"])
     assert p.pretrain.positives == "record" and p.pretrain.epochs == 2 and p.evaluate.level == "record"
     with pytest.raises(ConfigError, match="pretrain.epochs: Input should be greater than 0"):

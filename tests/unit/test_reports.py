@@ -16,22 +16,30 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _agg(acc: list[float], f1: list[float]) -> dict:
-    return {"accuracy": aggregate(acc), "macro_f1": aggregate(f1), "cohen_kappa": aggregate(f1),
-            "balanced_accuracy": aggregate(acc)}
+    return {
+        "accuracy": aggregate(acc),
+        "macro_f1": aggregate(f1),
+        "cohen_kappa": aggregate(f1),
+        "balanced_accuracy": aggregate(acc),
+    }
 
 
 def _results() -> dict:
     lp = classification_metrics([0, 0, 1, 1], [0, 0, 1, 0], ["normal", "seizure"])
     lp["C"] = 0.1
     return {
-        "task": "epilepsy_binary", "protocol": "tstcc_random", "profile": "smoke", "dataset": "epilepsy",
+        "task": "epilepsy_binary",
+        "protocol": "tstcc_random",
+        "profile": "smoke",
+        "dataset": "epilepsy",
         "linear_probe": _agg([0.9764, 0.9806], [0.95, 0.96]),
         "finetune": {"1.0": _agg([0.99, 0.98], [0.97, 0.98]), "0.01": _agg([0.80, 0.84], [0.70, 0.74])},
         "controls": {
             "spectrogram_linear": _agg([0.90], [0.85]),
             "random_encoder_linear": _agg([0.974, 0.978], [0.951, 0.961]),
         },
-        "seeds": [0, 1], "fractions": ["0.01", "1.0"],
+        "seeds": [0, 1],
+        "fractions": ["0.01", "1.0"],
         "per_seed": [{"seed": 0, "linear_probe": lp, "finetune": {}, "controls": {}}],
     }
 
@@ -85,8 +93,7 @@ def test_plots_write_png(tmp_path: Path) -> None:
     plot_tsne(z, y, ["a", "b", "c"], tmp_path / "tsne.png", max_points=40)
     hist = [{"epoch": e, "loss": 1.0 / e, "tau": 0.99 + e * 1e-3, "lr": 1e-3, "seconds": 0.1} for e in range(1, 6)]
     plot_loss_curve(hist, tmp_path / "loss.png")
-    plot_label_fraction_curve(_results()["finetune"], tmp_path / "frac.png",
-                              reference=_results()["linear_probe"])
+    plot_label_fraction_curve(_results()["finetune"], tmp_path / "frac.png", reference=_results()["linear_probe"])
     for name in ("cm.png", "tsne.png", "loss.png", "frac.png"):
         assert _is_png(tmp_path / name), name
     assert not [f for f in tmp_path.iterdir() if f.suffix == ".tmp"]

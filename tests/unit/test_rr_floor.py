@@ -47,8 +47,17 @@ def test_regular_rhythm_has_1s_rr_and_irregular_rhythm_is_more_irregular() -> No
     assert irregular["rr_cv"] > 0.15 and irregular["pnn50"] > 0.5
 
 
-@pytest.mark.parametrize("x", [np.zeros(0), np.zeros(5), np.zeros(3000), np.full(3000, 2.5),
-                               np.random.default_rng(0).standard_normal(200), np.full(3000, np.nan)])
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.zeros(0),
+        np.zeros(5),
+        np.zeros(3000),
+        np.full(3000, 2.5),
+        np.random.default_rng(0).standard_normal(200),
+        np.full(3000, np.nan),
+    ],
+)
 def test_flat_short_or_broken_signals_give_a_finite_flagged_vector(x: np.ndarray) -> None:
     f = feats(x)
     assert f["has_rr"] == 0.0 and f["rr_cv"] == 0.0
@@ -64,20 +73,27 @@ def write_table(path: Path, records: dict[str, tuple[np.ndarray, int, str]], win
     rep = lambda i: np.repeat([p[i] for p in parts], counts)  # noqa: E731
     labels = rep(1).astype(np.int64)
     table = windows_frame(
-        np.concatenate([p[3] for p in parts]), window_id=[f"w{i}" for i in range(sum(counts))],
-        record_id=rep(0), subject_id=rep(0), split=rep(2), label=labels,
-        label_name=np.asarray(["N", "A", "O", "~"])[labels], fs=FS,
-        extra={"start": np.concatenate([p[4] for p in parts]), "n_pad": np.concatenate([p[5] for p in parts])})
-    meta = {"dataset": "cinc2017", "tasks": {"af": {"column": "label", "classes": ["N", "A", "O", "~"],
-                                                      "score_classes": ["N", "A", "O"]}}}
+        np.concatenate([p[3] for p in parts]),
+        window_id=[f"w{i}" for i in range(sum(counts))],
+        record_id=rep(0),
+        subject_id=rep(0),
+        split=rep(2),
+        label=labels,
+        label_name=np.asarray(["N", "A", "O", "~"])[labels],
+        fs=FS,
+        extra={"start": np.concatenate([p[4] for p in parts]), "n_pad": np.concatenate([p[5] for p in parts])},
+    )
+    meta = {
+        "dataset": "cinc2017",
+        "tasks": {"af": {"column": "label", "classes": ["N", "A", "O", "~"], "score_classes": ["N", "A", "O"]}},
+    }
     write_windows(table, path / "windows.parquet", meta)
 
 
 def test_records_rebuild_exactly_with_overlapping_last_and_padded_short_windows(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     sigs = {"R1": rng.standard_normal(3700), "R2": rng.standard_normal(1000), "R3": rng.standard_normal(3000)}
-    write_table(tmp_path, {"R1": (sigs["R1"], 1, "train"), "R2": (sigs["R2"], 0, "val"),
-                           "R3": (sigs["R3"], 2, "test")})
+    write_table(tmp_path, {"R1": (sigs["R1"], 1, "train"), "R2": (sigs["R2"], 0, "val"), "R3": (sigs["R3"], 2, "test")})
     recs = record_signals(tmp_path)
     assert list(recs) == ["R1", "R2", "R3"]
     for rid, sig in sigs.items():
@@ -87,8 +103,17 @@ def test_records_rebuild_exactly_with_overlapping_last_and_padded_short_windows(
 
 def test_a_gap_between_windows_is_a_data_error(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((2, 1, 100)).astype(np.float32)
-    table = windows_frame(x, ["a_0", "a_1"], ["a", "a"], ["a", "a"], ["train"] * 2, [0, 0], ["N", "N"], FS,
-                          extra={"start": np.asarray([0, 150]), "n_pad": np.asarray([0, 0], np.int32)})
+    table = windows_frame(
+        x,
+        ["a_0", "a_1"],
+        ["a", "a"],
+        ["a", "a"],
+        ["train"] * 2,
+        [0, 0],
+        ["N", "N"],
+        FS,
+        extra={"start": np.asarray([0, 150]), "n_pad": np.asarray([0, 0], np.int32)},
+    )
     write_windows(table, tmp_path / "windows.parquet", {"dataset": "cinc2017"})
     with pytest.raises(DataError, match="record a: field start leaves a gap"):
         record_signals(tmp_path)

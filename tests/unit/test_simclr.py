@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from tests.unit.ssl_checks import three_steps_stay_finite
 from trls_core.augment_raw import RawTwoViews
 from trls_core.models import TimeConvEncoder
 from trls_core.ssl.simclr import SimCLR, nt_xent_loss
-from tests.unit.ssl_checks import three_steps_stay_finite
 
 
 def test_nt_xent_matches_hand_computation():
@@ -123,4 +123,8 @@ def test_simclr_deterministic_under_seed():
 
 def test_simclr_three_optimisation_steps_stay_finite():
     torch.manual_seed(2)
-    three_steps_stay_finite(_tiny_simclr(), RawTwoViews({"scale_sigma": 0.5}, {"max_segments": 3, "jitter_sigma": 0.1}), torch.randn(16, 1, 40))
+    three_steps_stay_finite(
+        _tiny_simclr(),
+        RawTwoViews({"scale_sigma": 0.5}, {"max_segments": 3, "jitter_sigma": 0.1}),
+        torch.randn(16, 1, 40),
+    )

@@ -48,7 +48,9 @@ def test_epochs_labels_and_values(tmp_path: Path) -> None:
     psg, _ = write_recording(tmp_path, 0, 1, labels, rng)
     write_recording(tmp_path, 1, 1, "W12R", rng)
     table, meta = build_sleepedf_table(tmp_path, P)
-    assert meta["rejected"] == [] and meta["tasks"] == {"stage": {"column": "label", "classes": ["W", "N1", "N2", "N3", "REM"]}}
+    assert meta["rejected"] == [] and meta["tasks"] == {
+        "stage": {"column": "label", "classes": ["W", "N1", "N2", "N3", "REM"]}
+    }
     rec = _rows(table, "SC4001")
     # '?' and movement epochs dropped; stages 3 and 4 both N3
     assert rec["label_name"].to_pylist() == ["W", "W", "N1", "N2", "N3", "N3", "REM", "W", "N2"]
@@ -122,7 +124,9 @@ def test_missing_hypnogram_and_off_grid_annotation(tmp_path: Path) -> None:
     write_recording(tmp_path, 0, 1, "W12R", rng)
     _, hyp = write_recording(tmp_path, 1, 1, "W12R", rng)
     hyp.unlink()
-    write_recording(tmp_path, 2, 1, "W12R", rng, hypnogram=[(0.0, 45.0, "Sleep stage W"), (45.0, 75.0, "Sleep stage 1")])
+    write_recording(
+        tmp_path, 2, 1, "W12R", rng, hypnogram=[(0.0, 45.0, "Sleep stage W"), (45.0, 75.0, "Sleep stage 1")]
+    )
     table, meta = build_sleepedf_table(tmp_path, P.model_copy(update={"min_keep_fraction": 0.3}))
     rej = _rejected(meta)
     assert "no hypnogram file for night SC4011" in rej["SC4011"] and reason_kind(rej["SC4011"]) == "missing_files"
@@ -162,8 +166,15 @@ def test_fetch_from_mirror_filters_subjects_and_nights(tmp_path: Path) -> None:
         write_recording(src, subject, night, "W12", rng)
     m = fetch_sleepedf(tmp_path / "raw", tmp_path / "mirror", subjects=[0, 1], recordings=[1, 2])
     names = sorted(p.name for p in (tmp_path / "raw").iterdir())
-    assert names == ["MANIFEST.json", "SC4001E0-PSG.edf", "SC4001EC-Hypnogram.edf", "SC4002E0-PSG.edf",
-                     "SC4002EC-Hypnogram.edf", "SC4011E0-PSG.edf", "SC4011EC-Hypnogram.edf"]
+    assert names == [
+        "MANIFEST.json",
+        "SC4001E0-PSG.edf",
+        "SC4001EC-Hypnogram.edf",
+        "SC4002E0-PSG.edf",
+        "SC4002EC-Hypnogram.edf",
+        "SC4011E0-PSG.edf",
+        "SC4011EC-Hypnogram.edf",
+    ]
     assert m["n_nights"] == 3 and m["missing"] == ["SC4012"]
     assert m["files"]["SC4001E0-PSG.edf"]["channels"] == ["EEG Fpz-Cz", "EEG Pz-Oz"]
     assert [n.record_id for n in pair_files(tmp_path / "raw")] == ["SC4001", "SC4002", "SC4011"]
@@ -189,7 +200,13 @@ def test_fetch_without_mirror_or_network_fails_clearly(tmp_path: Path, monkeypat
 def test_hypnogram_running_past_the_psg_is_clipped(tmp_path: Path) -> None:
     """PhysioNet hypnograms usually end with a long `Sleep stage ?` past the PSG end, off the 30 s grid."""
     rng = np.random.default_rng(10)
-    write_recording(tmp_path, 0, 1, "W12R", rng, hypnogram=runs("W12") + [(90.0, 30.0, "Sleep stage R"),
-                                                                          (120.0, 2845.0, "Sleep stage ?")])
+    write_recording(
+        tmp_path,
+        0,
+        1,
+        "W12R",
+        rng,
+        hypnogram=runs("W12") + [(90.0, 30.0, "Sleep stage R"), (120.0, 2845.0, "Sleep stage ?")],
+    )
     table, meta = build_sleepedf_table(tmp_path, P)
     assert meta["rejected"] == [] and table["label_name"].to_pylist() == ["W", "N1", "N2", "REM"]

@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from trls_core.checkpoint import load_checkpoint, optimizer_state_to_tensors, save_checkpoint, tensors_to_optimizer_state
+from trls_core.checkpoint import (
+    load_checkpoint,
+    optimizer_state_to_tensors,
+    save_checkpoint,
+    tensors_to_optimizer_state,
+)
 from trls_core.models import TFRNN
 from trls_core.ssl.byol import BYOL
 from trls_core.train import lr_at, pretrain_byol
@@ -39,8 +44,13 @@ def test_runs_and_reports_epochs():
     seen = []
     ckpts = []
     hist = pretrain_byol(
-        model, _data(), NoiseViews(), epochs=2, on_epoch=seen.append,
-        on_checkpoint=lambda e, m, o: ckpts.append((e, m is model, isinstance(o, torch.optim.AdamW))), **KW,
+        model,
+        _data(),
+        NoiseViews(),
+        epochs=2,
+        on_epoch=seen.append,
+        on_checkpoint=lambda e, m, o: ckpts.append((e, m is model, isinstance(o, torch.optim.AdamW))),
+        **KW,
     )
     assert [h["epoch"] for h in hist] == [0, 1] and seen == hist
     assert ckpts == [(1, True, True), (2, True, True)]
@@ -93,8 +103,13 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     resumed = _model(seed=99)  # different init: everything must come from the checkpoint
     resumed.load_state_dict(tensors["model"])
     hist = pretrain_byol(
-        resumed, _data(), NoiseViews(), epochs=3, start_epoch=meta["epochs_done"],
-        optimizer_state=tensors_to_optimizer_state(tensors["optimizer"]), **KW,
+        resumed,
+        _data(),
+        NoiseViews(),
+        epochs=3,
+        start_epoch=meta["epochs_done"],
+        optimizer_state=tensors_to_optimizer_state(tensors["optimizer"]),
+        **KW,
     )
     assert [h["epoch"] for h in hist] == [2]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):

@@ -58,9 +58,7 @@ def _temporal_ref(z1: list, z2: list) -> float:
 
 def _pool2_ref(z: list) -> list:
     """max over pairs of time steps (floor: an odd last step is dropped)."""
-    return [
-        [[max(a, c) for a, c in zip(zi[2 * s], zi[2 * s + 1])] for s in range(len(zi) // 2)] for zi in z
-    ]
+    return [[[max(a, c) for a, c in zip(zi[2 * s], zi[2 * s + 1])] for s in range(len(zi) // 2)] for zi in z]
 
 
 Z1 = [[[1.0, 0.0], [0.5, -1.0]], [[0.0, 1.0], [2.0, 0.5]]]  # B=2, T=2, D=2
@@ -96,9 +94,7 @@ def test_instance_loss_literal_similarity_matrix():
     assert instance_contrastive_loss(z1, z2).item() == pytest.approx(expected, rel=1e-6)
     # Temporal loss on B=1, T=2 with the same four rows in the same order (view 1
     # steps, then view 2 steps) has the same matrix, hence the same value.
-    assert temporal_contrastive_loss(z1.transpose(0, 1), z2.transpose(0, 1)).item() == pytest.approx(
-        expected, rel=1e-6
-    )
+    assert temporal_contrastive_loss(z1.transpose(0, 1), z2.transpose(0, 1)).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_instance_loss_b2_t2_by_hand():

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import trls_core.ssl.ts_tcc as ts_tcc_mod
+from tests.unit.ssl_checks import three_steps_stay_finite
 from trls_core.augment_raw import RawTwoViews
 from trls_core.models import TimeConvEncoder
 from trls_core.models.tstcc import TSTCCEncoder
 from trls_core.ssl.ts_tcc import TSTCC, ContextTransformer, temporal_contrast_loss
-from tests.unit.ssl_checks import three_steps_stay_finite
 
 # ------------------------------------------------------------------ encoder
 
@@ -209,4 +209,8 @@ def test_deterministic_under_seed():
 
 def test_three_optimisation_steps_stay_finite():
     torch.manual_seed(2)
-    three_steps_stay_finite(_tiny_tstcc(), RawTwoViews({"scale_sigma": 0.5}, {"max_segments": 4, "jitter_sigma": 0.2}), torch.randn(16, 1, 64))
+    three_steps_stay_finite(
+        _tiny_tstcc(),
+        RawTwoViews({"scale_sigma": 0.5}, {"max_segments": 4, "jitter_sigma": 0.2}),
+        torch.randn(16, 1, 64),
+    )

@@ -28,9 +28,15 @@ def test_background_threads_and_server_child_are_reniced_training_threads_are_no
     worker = threading.Thread(target=_sleeper, args=(stop,), name="ThreadPoolExecutor-0_0")
     bg.start(), worker.start()
     # a child whose command line looks like Prefect's ephemeral server, with a second thread (as uvicorn has)
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import threading, time; threading.Thread(target=time.sleep, args=(10,)).start(); "
-                              "time.sleep(10)", "uvicorn", "prefect.server"])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time; threading.Thread(target=time.sleep, args=(10,)).start(); time.sleep(10)",
+            "uvicorn",
+            "prefect.server",
+        ]
+    )
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
     try:
         for _ in range(50):  # until the child's second thread exists

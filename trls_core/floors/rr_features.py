@@ -29,19 +29,48 @@ import pandas as pd
 from trls_core.errors import DataError
 
 FEATURES_VERSION = 1
-_RR = ["n_beats", "beat_rate_hz", "has_rr", "rr_mean", "rr_std", "rr_median", "rr_min", "rr_max",
-       "rr_p5", "rr_p25", "rr_p75", "rr_p95", "rr_iqr_rel", "rr_cv", "hr_mean_bpm", "hr_median_bpm",
-       "rmssd", "pnn20", "pnn50", "drr_mean_abs", "drr_median_abs_rel", "drr_std", "drr_max_abs",
-       "frac_drr_gt_10pct", "turning_point_ratio", "sample_entropy", "rr_cv_robust", "frac_rr_outlier",
-       "r_amp_median", "r_amp_cv"]
-BANDS_HZ: tuple[tuple[float, float], ...] = ((0.5, 3), (3, 5), (5, 8), (8, 12), (12, 17), (17, 25),
-                                             (25, 35), (35, 50))
+_RR = [
+    "n_beats",
+    "beat_rate_hz",
+    "has_rr",
+    "rr_mean",
+    "rr_std",
+    "rr_median",
+    "rr_min",
+    "rr_max",
+    "rr_p5",
+    "rr_p25",
+    "rr_p75",
+    "rr_p95",
+    "rr_iqr_rel",
+    "rr_cv",
+    "hr_mean_bpm",
+    "hr_median_bpm",
+    "rmssd",
+    "pnn20",
+    "pnn50",
+    "drr_mean_abs",
+    "drr_median_abs_rel",
+    "drr_std",
+    "drr_max_abs",
+    "frac_drr_gt_10pct",
+    "turning_point_ratio",
+    "sample_entropy",
+    "rr_cv_robust",
+    "frac_rr_outlier",
+    "r_amp_median",
+    "r_amp_cv",
+]
+BANDS_HZ: tuple[tuple[float, float], ...] = ((0.5, 3), (3, 5), (5, 8), (8, 12), (12, 17), (17, 25), (25, 35), (35, 50))
 _SPEC = ["log_power_0.5_50"] + [f"rel_log_power_{lo:g}_{hi:g}" for lo, hi in BANDS_HZ] + ["spectral_entropy"]
 #: Names of the columns :func:`rr_features` returns, in order.
 FEATURE_NAMES: list[str] = ["duration_s", "signal_std"] + _RR + _SPEC
 _EPS = 1e-12
 DEFAULT_GRID: dict[str, list[Any]] = {
-    "learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31], "class_weight": [None, "balanced"]}
+    "learning_rate": [0.05, 0.1],
+    "max_leaf_nodes": [15, 31],
+    "class_weight": [None, "balanced"],
+}
 #: max_features < 1 makes random_state matter (without early stopping it would not).
 FIXED_PARAMS: dict[str, Any] = {"max_iter": 300, "max_features": 0.7, "early_stopping": False}
 
@@ -96,10 +125,17 @@ def record_signals(parquet_dir: Path | str) -> dict[str, Record]:
     offset = np.concatenate([[0], np.cumsum(length)])
     flat = np.empty(int(offset[-1]), np.float32)
     for i, (c, s, v) in enumerate(zip(codes, start, valid)):
-        flat[offset[c] + s: offset[c] + s + v] = x[i, :v]
+        flat[offset[c] + s : offset[c] + s + v] = x[i, :v]
     head = df.groupby(codes).first()
-    return {rid: Record(flat[offset[k]:offset[k + 1]], int(head["label"].iat[k]), str(head["split"].iat[k]),
-                        float(head["fs"].iat[k])) for k, rid in enumerate(ids)}
+    return {
+        rid: Record(
+            flat[offset[k] : offset[k + 1]],
+            int(head["label"].iat[k]),
+            str(head["split"].iat[k]),
+            float(head["fs"].iat[k]),
+        )
+        for k, rid in enumerate(ids)
+    }
 
 
 def detect_beats(signal: np.ndarray, fs: float) -> np.ndarray:
@@ -136,13 +172,38 @@ def _rr_block(x: np.ndarray, beats: np.ndarray, fs: float, duration: float) -> l
     core = rr[(rr > 0.6 * med) & (rr < 1.6 * med)]
     tp = np.sum((drr[:-1] * drr[1:]) < 0) / max(len(drr) - 1, 1)
     amp = np.abs(x[beats] - np.median(x))
-    return [float(n), n / duration, 1.0, mean, float(rr.std()), med, float(rr.min()), float(rr.max()),
-            p5, p25, p75, p95, (p75 - p25) / med, float(rr.std()) / mean, 60 / mean, 60 / med,
-            float(np.sqrt(np.mean(drr**2))), float(np.mean(np.abs(drr) > 0.02)), float(np.mean(np.abs(drr) > 0.05)),
-            float(np.abs(drr).mean()), float(np.median(np.abs(drr))) / med, float(drr.std()),
-            float(np.abs(drr).max()), float(np.mean(np.abs(drr) / rr[:-1] > 0.1)), float(tp),
-            _sample_entropy(rr), float(core.std() / core.mean()) if len(core) > 1 else 0.0,
-            1 - len(core) / len(rr), float(np.median(amp)), float(amp.std() / (amp.mean() + _EPS))]
+    return [
+        float(n),
+        n / duration,
+        1.0,
+        mean,
+        float(rr.std()),
+        med,
+        float(rr.min()),
+        float(rr.max()),
+        p5,
+        p25,
+        p75,
+        p95,
+        (p75 - p25) / med,
+        float(rr.std()) / mean,
+        60 / mean,
+        60 / med,
+        float(np.sqrt(np.mean(drr**2))),
+        float(np.mean(np.abs(drr) > 0.02)),
+        float(np.mean(np.abs(drr) > 0.05)),
+        float(np.abs(drr).mean()),
+        float(np.median(np.abs(drr))) / med,
+        float(drr.std()),
+        float(np.abs(drr).max()),
+        float(np.mean(np.abs(drr) / rr[:-1] > 0.1)),
+        float(tp),
+        _sample_entropy(rr),
+        float(core.std() / core.mean()) if len(core) > 1 else 0.0,
+        1 - len(core) / len(rr),
+        float(np.median(amp)),
+        float(amp.std() / (amp.mean() + _EPS)),
+    ]
 
 
 def _spectral_block(x: np.ndarray, fs: float) -> list[float]:
@@ -195,10 +256,15 @@ def _features(parquet_dir: Path | str, cache_path: Path | None, n_jobs: int) -> 
     else:  # at most 2 workers: the machines this runs on have 2 cores
         with ProcessPoolExecutor(max_workers=min(n_jobs, 2)) as ex:
             x = np.stack(list(tqdm(ex.map(job, sigs, chunksize=64), total=len(sigs), desc="rr features")))
-    out = {"key": np.asarray(key), "X": x, "names": np.asarray(FEATURE_NAMES),
-           "y": np.asarray([r.label for r in recs.values()], np.int64),
-           "split": np.asarray([r.split for r in recs.values()]), "record_id": np.asarray(list(recs)),
-           "seconds": np.asarray(time.perf_counter() - t0)}
+    out = {
+        "key": np.asarray(key),
+        "X": x,
+        "names": np.asarray(FEATURE_NAMES),
+        "y": np.asarray([r.label for r in recs.values()], np.int64),
+        "split": np.asarray([r.split for r in recs.values()]),
+        "record_id": np.asarray(list(recs)),
+        "seconds": np.asarray(time.perf_counter() - t0),
+    }
     if cache_path is not None:
         buf = io.BytesIO()
         np.savez(buf, **out)  # to a buffer: np.savez appends ".npz" to a temp file name
@@ -221,13 +287,23 @@ def _scores(y: np.ndarray, p: np.ndarray, classes: list[str], scored: list[str])
     from trls_core.metrics import classification_metrics, subset_f1
 
     m = classification_metrics(y, p, classes)
-    return {"record_challenge_f1": subset_f1(y, p, classes, scored), "record_accuracy": m["accuracy"],
-            "record_macro_f1": m["macro_f1"], "confusion_matrix": m["confusion_matrix"],
-            "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}}
+    return {
+        "record_challenge_f1": subset_f1(y, p, classes, scored),
+        "record_accuracy": m["accuracy"],
+        "record_macro_f1": m["macro_f1"],
+        "confusion_matrix": m["confusion_matrix"],
+        "per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()},
+    }
 
 
-def fit_rr_floor(parquet_dir: Path | str, seed: int = 0, n_jobs: int = 2, cache_path: Path | None = None,
-                 grid: dict[str, list[Any]] | None = None, threads: int = 1) -> dict[str, Any]:
+def fit_rr_floor(
+    parquet_dir: Path | str,
+    seed: int = 0,
+    n_jobs: int = 2,
+    cache_path: Path | None = None,
+    grid: dict[str, list[Any]] | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Grid on val records by challenge F1 (models fit on train only), score test records.
 
     Every grid model is already fit on the train records alone; the chosen
@@ -261,12 +337,20 @@ def fit_rr_floor(parquet_dir: Path | str, seed: int = 0, n_jobs: int = 2, cache_
                 best = (score, params, model)
         assert best is not None
         y_test = best[2].predict(x[te])
-    return {"seed": seed, **_scores(y[te], y_test, classes, scored),
-            "chosen_params": best[1] | FIXED_PARAMS, "val_challenge_f1": best[0], "val_grid": points,
-            "n_records": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-            "n_features": int(x.shape[1]), "features_cached": bool(feats["cached"]),
-            "feature_extraction_seconds": float(feats["seconds"]), "feature_load_seconds": load_s,
-            "fit_seconds": time.perf_counter() - t1, "gbm_threads": threads}
+    return {
+        "seed": seed,
+        **_scores(y[te], y_test, classes, scored),
+        "chosen_params": best[1] | FIXED_PARAMS,
+        "val_challenge_f1": best[0],
+        "val_grid": points,
+        "n_records": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+        "n_features": int(x.shape[1]),
+        "features_cached": bool(feats["cached"]),
+        "feature_extraction_seconds": float(feats["seconds"]),
+        "feature_load_seconds": load_s,
+        "fit_seconds": time.perf_counter() - t1,
+        "gbm_threads": threads,
+    }
 
 
 def majority_floor(parquet_dir: Path | str) -> dict[str, Any]:
@@ -279,4 +363,3 @@ def majority_floor(parquet_dir: Path | str) -> dict[str, Any]:
     majority = int(rec.loc[rec["split"] == "train", "label"].mode().iat[0])
     y = rec.loc[rec["split"] == "test", "label"].to_numpy(np.int64)
     return {"majority_class": classes[majority], **_scores(y, np.full_like(y, majority), classes, scored)}
-

@@ -34,9 +34,7 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
     ema_params = list(model_ema.parameters())
     params = list(model.parameters())
     if len(ema_params) != len(params):
-        raise ValueError(
-            f"update_momentum: models differ ({len(params)} vs {len(ema_params)} parameter tensors)"
-        )
+        raise ValueError(f"update_momentum: models differ ({len(params)} vs {len(ema_params)} parameter tensors)")
     for p_ema, p in zip(ema_params, params):
         p_ema.mul_(m).add_(p.detach(), alpha=1.0 - m)
     for b_ema, b in zip(model_ema.buffers(), model.buffers()):

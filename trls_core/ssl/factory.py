@@ -46,8 +46,7 @@ def _check(params: Params) -> None:
     method, enc = params.pretrain.method, params.model.encoder
     need = _RAW_ONLY.get(method)
     if need is not None and enc != need:
-        raise ConfigError(f"pretrain.method {method!r} needs model.encoder {need!r} (its own encoder), "
-                          f"got {enc!r}")
+        raise ConfigError(f"pretrain.method {method!r} needs model.encoder {need!r} (its own encoder), got {enc!r}")
 
 
 def build_ssl(params: Params, encoder: nn.Module, rep_dim: int) -> nn.Module | None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from trls_core.models.ts2vec import TS2VecEncoder
 from trls_core.ssl.base import NoTargetMethod
@@ -171,9 +171,7 @@ def sample_crop(ts_l: int, batch: int, temporal_unit: int = 0, device: torch.dev
     """
     min_l = 2 ** (temporal_unit + 1)
     if ts_l < min_l:
-        raise ValueError(
-            f"sample_crop: windows need at least 2**(temporal_unit + 1) = {min_l} time steps, got {ts_l}"
-        )
+        raise ValueError(f"sample_crop: windows need at least 2**(temporal_unit + 1) = {min_l} time steps, got {ts_l}")
     if batch < 1:
         raise ValueError(f"sample_crop: batch must be >= 1, got {batch}")
     crop_l = _randint(min_l, ts_l + 1)

@@ -190,8 +190,7 @@ class TSTCC(NoTargetMethod):
             raise ValueError(f"TSTCC: a fractional timesteps must be in (0, 1), got {timesteps}")
         if window is None or not callable(getattr(encoder, "feature_len", None)):
             raise ValueError(
-                "TSTCC: a fractional timesteps needs window= (the raw window length) "
-                "and an encoder with feature_len(L)"
+                "TSTCC: a fractional timesteps needs window= (the raw window length) and an encoder with feature_len(L)"
             )
         t_len = int(encoder.feature_len(int(window)))
         if t_len < 2:

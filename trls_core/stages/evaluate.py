@@ -27,9 +27,10 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,17 +103,26 @@ def check_transfer(encoder_json: Path, meta: dict[str, Any], meta_path: Path) ->
     ds = meta.get("dataset", "?")
     problems = []
     if int(cfg.get("in_channels", -1)) != int(meta.get("n_channels", -2)):
-        problems.append(f"channels: the encoder reads {cfg.get('in_channels')}, the data has "
-                        f"{meta.get('n_channels')} (set {ds}.parquet.channels)")
+        problems.append(
+            f"channels: the encoder reads {cfg.get('in_channels')}, the data has "
+            f"{meta.get('n_channels')} (set {ds}.parquet.channels)"
+        )
     if cfg.get("fs") is not None and meta.get("fs") is not None and float(cfg["fs"]) != float(meta["fs"]):
-        problems.append(f"rate: the encoder was trained at {cfg['fs']:g} Hz, the data is at {float(meta['fs']):g} Hz "
-                        f"(set {ds}.parquet.target_fs: {cfg['fs']:g})")
+        problems.append(
+            f"rate: the encoder was trained at {cfg['fs']:g} Hz, the data is at {float(meta['fs']):g} Hz "
+            f"(set {ds}.parquet.target_fs: {cfg['fs']:g})"
+        )
     enc_stft, data_stft = cfg.get("stft") or {}, meta.get("stft") or {}
-    diff = {k: (enc_stft.get(k), data_stft.get(k)) for k in _TRANSFER_STFT_KEYS
-            if enc_stft and enc_stft.get(k) != data_stft.get(k)}
+    diff = {
+        k: (enc_stft.get(k), data_stft.get(k))
+        for k in _TRANSFER_STFT_KEYS
+        if enc_stft and enc_stft.get(k) != data_stft.get(k)
+    }
     if diff:
-        problems.append("spectrogram: " + ", ".join(f"{ds}.spectrogram.{k} is {d!r}, the encoder's is {e!r}"
-                                                    for k, (e, d) in diff.items()))
+        problems.append(
+            "spectrogram: "
+            + ", ".join(f"{ds}.spectrogram.{k} is {d!r}, the encoder's is {e!r}" for k, (e, d) in diff.items())
+        )
     if problems:
         raise DataError(f"cannot embed {meta_path} with the encoder of {encoder_json}: " + "; ".join(problems))
 
@@ -186,8 +196,11 @@ class EvalContext:
             "unit": list(unit),
             "task": ev.task,
             "c_grid": list(ev.c_grid),
-            "data": {"parquet_sha256": self.meta.get("parquet_sha256"), "stft": self.meta.get("stft"),
-                     "normalisation": self.meta.get("normalisation")},
+            "data": {
+                "parquet_sha256": self.meta.get("parquet_sha256"),
+                "stft": self.meta.get("stft"),
+                "normalisation": self.meta.get("normalisation"),
+            },
         }
         if unit.method in ("linear_probe", "finetune"):
             blob["encoder_sha256"] = self._load(pretrain_seed_for(self.params, unit.seed))[1]
@@ -224,8 +237,12 @@ def finetune_budget(ev: Any) -> dict[str, Any]:
     protocol every method of a comparison must share.
     """
     ft = ev.finetune
-    return {"epochs": ft.epochs, "max_steps_per_epoch": ft.max_steps_per_epoch, "batch_size": ft.batch_size,
-            "patience": ft.patience}
+    return {
+        "epochs": ft.epochs,
+        "max_steps_per_epoch": ft.max_steps_per_epoch,
+        "batch_size": ft.batch_size,
+        "patience": ft.patience,
+    }
 
 
 #: Seed of the fixed pool / validation subsets: the same windows for every method and evaluation seed.
@@ -291,16 +308,29 @@ def load_context(root: Path, params: Params) -> EvalContext:
     records = None
     if ev.level == "record":
         if not meta.get("records"):
-            raise DataError(f"{sdir / 'meta.json'}: evaluate.level is 'record' but dataset {ev.dataset!r} has no "
-                            "record ids (records.json); use evaluate.level: window")
+            raise DataError(
+                f"{sdir / 'meta.json'}: evaluate.level is 'record' but dataset {ev.dataset!r} has no "
+                "record ids (records.json); use evaluate.level: window"
+            )
         records = {s: load_records(sdir, s)[0].numpy() for s in ("train", "val", "test")}
         for s, r in records.items():
             if len(r) != len(data[f"y_{s}"]):
-                raise DataError(f"{sdir / (s + '.safetensors')}: {len(r)} record ids for {len(data[f'y_{s}'])} "
-                                "windows (field 'record_idx'); rebuild the spectrograms (`dvc repro`)")
-    return EvalContext(root, params, meta, class_names, data, resolve_device(ev.device), {},
-                       score_classes=task_info(meta, ev.task).get("score_classes"), test_records=test_records,
-                       records=records)
+                raise DataError(
+                    f"{sdir / (s + '.safetensors')}: {len(r)} record ids for {len(data[f'y_{s}'])} "
+                    "windows (field 'record_idx'); rebuild the spectrograms (`dvc repro`)"
+                )
+    return EvalContext(
+        root,
+        params,
+        meta,
+        class_names,
+        data,
+        resolve_device(ev.device),
+        {},
+        score_classes=task_info(meta, ev.task).get("score_classes"),
+        test_records=test_records,
+        records=records,
+    )
 
 
 def read_unit(path: Path) -> dict[str, Any]:
@@ -344,7 +374,9 @@ def evaluate_unit(
     ev = params.evaluate
     t0 = time.perf_counter()
     result = run_unit(
-        unit, ctx.data, ctx.class_names,
+        unit,
+        ctx.data,
+        ctx.class_names,
         encoder_factory=ctx.encoder,
         random_encoder_factory=ctx.random_encoder,
         fraction_indices=label_fraction_indices,
@@ -357,15 +389,31 @@ def evaluate_unit(
     if ctx.records is not None:  # record-level unit: the headline is per record, windows beside it
         y_win = np.asarray(ctx.data["y_test"])
         y_rec = Groups.of(ctx.records["test"]).labels(y_win, "test")
-        result.update(record_level_scores(y_rec, result["y_pred"], y_win, result.get("y_pred_windows"),
-                                          ctx.class_names, ctx.score_classes))
+        result.update(
+            record_level_scores(
+                y_rec, result["y_pred"], y_win, result.get("y_pred_windows"), ctx.class_names, ctx.score_classes
+            )
+        )
     elif isinstance(result.get("y_pred"), np.ndarray):  # task score and record-level votes
-        result.update(task_scores(np.asarray(ctx.data["y_test"]), result["y_pred"], ctx.class_names,
-                                  ctx.score_classes, ctx.test_records))
+        result.update(
+            task_scores(
+                np.asarray(ctx.data["y_test"]), result["y_pred"], ctx.class_names, ctx.score_classes, ctx.test_records
+            )
+        )
     result = strip_arrays(result)
     result["unit_seconds"] = round(time.perf_counter() - t0, 3)
-    write_json(path, {"schema": UNIT_SCHEMA, "unit": unit.name, "method": unit.method, "seed": unit.seed,
-                      "fraction": unit.fraction, "fingerprint": fp, "result": result})
+    write_json(
+        path,
+        {
+            "schema": UNIT_SCHEMA,
+            "unit": unit.name,
+            "method": unit.method,
+            "seed": unit.seed,
+            "fraction": unit.fraction,
+            "fingerprint": fp,
+            "result": result,
+        },
+    )
     return path, result, True
 
 
@@ -401,8 +449,10 @@ def write_reports(
             continue
         results[unit] = doc["result"]
     if problems:
-        raise DataError(f"cannot write the {ev.dataset}/{ev.task} report, unit results missing or stale: "
-                        f"{', '.join(problems)}; run `trls evaluate` to complete them")
+        raise DataError(
+            f"cannot write the {ev.dataset}/{ev.task} report, unit results missing or stale: "
+            f"{', '.join(problems)}; run `trls evaluate` to complete them"
+        )
     agg = aggregate_units(results, ev.seeds, ev.fractions)
     unit_total = sum(float(r.get("unit_seconds", 0.0)) for r in results.values())
     out: dict[str, Any] = {
@@ -435,15 +485,25 @@ def write_reports(
     write_metrics_json(out, report_file(rdir, "metrics.json", ev.task))
     write_summary_md(out, report_file(rdir, "summary.md", ev.task))
     first = out["per_seed"][0]["linear_probe"]
-    plot_confusion_matrix(np.asarray(first["confusion_matrix"]), ctx.class_names,
-                          report_file(rdir, "confusion_matrix.png", ev.task),
-                          title=f"{ev.dataset} {ev.task}: linear probe, seed {ev.seeds[0]}")
+    plot_confusion_matrix(
+        np.asarray(first["confusion_matrix"]),
+        ctx.class_names,
+        report_file(rdir, "confusion_matrix.png", ev.task),
+        title=f"{ev.dataset} {ev.task}: linear probe, seed {ev.seeds[0]}",
+    )
     z_test = embed(ctx.encoder(ev.seeds[0]), ctx.data["x_test"], 512, ctx.device)
-    plot_tsne(z_test, np.asarray(ctx.data["y_test"]), ctx.class_names, report_file(rdir, "tsne.png", ev.task),
-              seed=0, max_points=ev.tsne_points)
+    plot_tsne(
+        z_test,
+        np.asarray(ctx.data["y_test"]),
+        ctx.class_names,
+        report_file(rdir, "tsne.png", ev.task),
+        seed=0,
+        max_points=ev.tsne_points,
+    )
     if out["finetune"]:  # a probe-only evaluation (fractions: []) has no curve to draw
-        plot_label_fraction_curve(out["finetune"], report_file(rdir, "label_fractions.png", ev.task),
-                                  reference=out["linear_probe"])
+        plot_label_fraction_curve(
+            out["finetune"], report_file(rdir, "label_fractions.png", ev.task), reference=out["linear_probe"]
+        )
     logger.info("reports written to %s", rdir)
     return rdir
 

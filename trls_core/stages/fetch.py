@@ -19,8 +19,12 @@ from trls_core.stages._common import run_stage
 def fetch(root: Path, dataset: str, params: Params) -> None:
     section = params.dataset(dataset)
     manifest = get_dataset(dataset, section).fetch(raw_dir(root, dataset), section)
-    logging.info("fetched %s from %s (content digest %s)", dataset, manifest.get("source"),
-                 str(manifest.get("content_digest", ""))[:16])
+    logging.info(
+        "fetched %s from %s (content digest %s)",
+        dataset,
+        manifest.get("source"),
+        str(manifest.get("content_digest", ""))[:16],
+    )
 
 
 if __name__ == "__main__":

@@ -37,24 +37,34 @@ def floors(root: Path, params: Params) -> Path:
 
     ev = params.evaluate
     if ev.dataset not in RR_DATASETS:
-        raise DataError(f"evaluate.dataset {ev.dataset!r}: the RR-interval floor needs single-lead ECG records "
-                        f"with a rhythm task (one of {list(RR_DATASETS)})")
+        raise DataError(
+            f"evaluate.dataset {ev.dataset!r}: the RR-interval floor needs single-lead ECG records "
+            f"with a rhythm task (one of {list(RR_DATASETS)})"
+        )
     pq = parquet_dir(root, ev.dataset)
     cache = root / "data" / "floors" / ev.dataset / "rr_features.npz"  # beside the data, git-ignored
     runs = []
     for seed in ev.seeds:
         run = fit_rr_floor(pq, seed=seed, cache_path=cache)
-        logger.info("rr_features_gbm seed %d: test record challenge F1 %.4f (val %.4f)", seed,
-                    run["record_challenge_f1"], run["val_challenge_f1"])
+        logger.info(
+            "rr_features_gbm seed %d: test record challenge F1 %.4f (val %.4f)",
+            seed,
+            run["record_challenge_f1"],
+            run["val_challenge_f1"],
+        )
         runs.append(run)
     keys = ("record_challenge_f1", "record_accuracy", "record_macro_f1")
     out: dict[str, Any] = {
         "dataset": ev.dataset,
         "split": "test records",
         "majority": majority_floor(pq),
-        "rr_features_gbm": {"aggregate": {k: aggregate(r[k] for r in runs) for k in keys}, "runs": runs,
-                            "detector": "wfdb.processing.gqrs_detect", "features_version": FEATURES_VERSION,
-                            "feature_names": FEATURE_NAMES},
+        "rr_features_gbm": {
+            "aggregate": {k: aggregate(r[k] for r in runs) for k in keys},
+            "runs": runs,
+            "detector": "wfdb.processing.gqrs_detect",
+            "features_version": FEATURES_VERSION,
+            "feature_names": FEATURE_NAMES,
+        },
     }
     path = report_dir(root, ev.dataset) / "floors.json"
     write_json(path, out)

@@ -35,8 +35,14 @@ def build_parquet(root: Path, dataset: str, params: Params) -> None:
         summary = build_summary(table, meta, rejected, digest)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         (tmp / "rejected.json").write_text(json.dumps(rejected, indent=1) + "\n")
-    logging.info("%s: %d windows, %d rejected record(s) -> %s (sha256 %s)", dataset, table.num_rows,
-                 len(rejected), parquet_dir(root, dataset), digest[:16])
+    logging.info(
+        "%s: %d windows, %d rejected record(s) -> %s (sha256 %s)",
+        dataset,
+        table.num_rows,
+        len(rejected),
+        parquet_dir(root, dataset),
+        digest[:16],
+    )
 
 
 if __name__ == "__main__":

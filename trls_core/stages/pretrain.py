@@ -3,7 +3,8 @@
 Reads params `model`, `augment`, `pretrain` (and the dataset's spectrogram
 outputs; raw-input baselines also read the windows Parquet, see
 ``trls_core.data.raw``). ``pretrain.method`` picks the method
-(``trls_core.ssl.factory``); all of them run through the same loop. Writes, per seed, ``models/<dataset>/<encoder>_seed<S>/``:
+(``trls_core.ssl.factory``); all of them run through the same loop. Writes,
+per seed, ``models/<dataset>/<encoder>_seed<S>/``:
 ``checkpoint.safetensors`` (every epoch, atomically: a killed run resumes
 from it when rerun with the same parameters), ``encoder.safetensors`` +
 ``encoder.json`` (what evaluation and the registry load), ``loss_curve.png``.
@@ -14,14 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trls_core.checkpoint import load_checkpoint, optimizer_state_to_tensors, save_checkpoint, tensors_to_optimizer_state
+from trls_core.checkpoint import (
+    load_checkpoint,
+    optimizer_state_to_tensors,
+    save_checkpoint,
+    tensors_to_optimizer_state,
+)
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split
 from trls_core.errors import DataError
@@ -49,8 +56,11 @@ def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
     from trls_core.ssl.factory import views_fingerprint
 
     method = params.pretrain.method
-    pre = ({"method": method, "dataset": params.pretrain.dataset} if method == "none"
-           else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length", "positives"}))
+    pre = (
+        {"method": method, "dataset": params.pretrain.dataset}
+        if method == "none"
+        else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length", "positives"})
+    )
     if method == "ts2vec" and params.pretrain.max_train_length is not None:
         # only the method that reads it, and only when set: stored runs of every method stay current
         pre["max_train_length"] = params.pretrain.max_train_length
@@ -153,8 +163,10 @@ def pretrain_seed(
         from trls_core.train import RecordPairs
 
         if not meta.get("records"):
-            raise DataError(f"{sdir / 'meta.json'}: pretrain.positives is 'record' but dataset {pp.dataset!r} "
-                            "has no record ids; use pretrain.positives: views")
+            raise DataError(
+                f"{sdir / 'meta.json'}: pretrain.positives is 'record' but dataset {pp.dataset!r} "
+                "has no record ids; use pretrain.positives: views"
+            )
         if pp.method not in ("byol", "simclr") or x.dim() != 4:
             raise DataError(f"pretrain.positives 'record' applies to byol/simclr on spectrograms, not {pp.method!r}")
         pairs = RecordPairs(load_records(sdir, "train")[0][subset])
@@ -199,8 +211,16 @@ def pretrain_seed(
 
     def _on_epoch(rec: dict[str, Any]) -> None:
         history.append(rec)
-        logger.info("seed %d epoch %d/%d loss %.4f lr %.2e tau %.4f (%.1fs)", seed, rec["epoch"] + 1,
-                    pp.epochs, rec["loss"], rec["lr"], rec["tau"], rec["seconds"])
+        logger.info(
+            "seed %d epoch %d/%d loss %.4f lr %.2e tau %.4f (%.1fs)",
+            seed,
+            rec["epoch"] + 1,
+            pp.epochs,
+            rec["loss"],
+            rec["lr"],
+            rec["tau"],
+            rec["seconds"],
+        )
         if on_epoch is not None:
             on_epoch({**rec, "seed": seed})
 
@@ -213,30 +233,45 @@ def pretrain_seed(
 
     if model is not None and start_epoch < pp.epochs:
         pretrain_byol(
-            model, x, augment,
-            epochs=pp.epochs, batch_size=min(pp.batch_size, len(x)), lr=pp.lr,
-            weight_decay=pp.weight_decay, tau_base=pp.tau_base, device=device, seed=seed,
-            warmup_epochs=pp.warmup_epochs, start_epoch=start_epoch, optimizer_state=opt_state,
-            on_epoch=_on_epoch, on_checkpoint=_on_checkpoint, progress=progress, pairs=pairs,
+            model,
+            x,
+            augment,
+            epochs=pp.epochs,
+            batch_size=min(pp.batch_size, len(x)),
+            lr=pp.lr,
+            weight_decay=pp.weight_decay,
+            tau_base=pp.tau_base,
+            device=device,
+            seed=seed,
+            warmup_epochs=pp.warmup_epochs,
+            start_epoch=start_epoch,
+            optimizer_state=opt_state,
+            on_epoch=_on_epoch,
+            on_checkpoint=_on_checkpoint,
+            progress=progress,
+            pairs=pairs,
         )
     trained = model.encoder if model is not None else encoder
     enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}
     with atomic_path(out / "encoder.safetensors") as tmp:
         save_file(enc_state, str(tmp))
-    write_json(info_path, {
-        "fingerprint": fp,
-        "seed": seed,
-        "profile": params.profile,
-        "device": device,
-        "n_train_windows": int(len(x)),
-        "resumed_from_epoch": resumed_from,
-        "config": encoder_config(params, in_channels, meta),
-        "pretrain": params.pretrain.model_dump(),
-        "method": pp.method,
-        "input": "raw" if x.dim() == 3 else "spectrogram",
-        "augment": params.augment.model_dump(),
-        "history": history,
-    })
+    write_json(
+        info_path,
+        {
+            "fingerprint": fp,
+            "seed": seed,
+            "profile": params.profile,
+            "device": device,
+            "n_train_windows": int(len(x)),
+            "resumed_from_epoch": resumed_from,
+            "config": encoder_config(params, in_channels, meta),
+            "pretrain": params.pretrain.model_dump(),
+            "method": pp.method,
+            "input": "raw" if x.dim() == 3 else "spectrogram",
+            "augment": params.augment.model_dump(),
+            "history": history,
+        },
+    )
     try:
         from trls_core.plots import plot_loss_curve
 

@@ -52,8 +52,14 @@ def split_spectrograms(
         for s in range(0, len(idx), chunk):
             rows = np.array(signals[idx[s : s + chunk]], dtype=np.float32)  # writable copy of one chunk
             spec[s : s + len(rows)] = stft_logmag(
-                rows, n_fft=sp.n_fft, hop=sp.hop, win_length=sp.win_length, window=sp.window,
-                center=sp.center, log_eps=sp.log_eps, fmax_bin=sp.fmax_bin,
+                rows,
+                n_fft=sp.n_fft,
+                hop=sp.hop,
+                win_length=sp.win_length,
+                window=sp.window,
+                center=sp.center,
+                log_eps=sp.log_eps,
+                fmax_bin=sp.fmax_bin,
             )
         out[split] = spec
     stats = fit_normaliser(out["train"], sp.normalisation)
@@ -100,7 +106,10 @@ def build_spectrograms(root: Path, dataset: str, params: Params) -> None:
         record_col = df["record_id"].to_numpy().astype(str)
         for split in SPLITS:
             idx = np.flatnonzero(splits == split)
-            tensors = {"x": per_split.pop(split).to(dtype).contiguous(), "y": torch.from_numpy(df["label"].to_numpy()[idx].astype(np.int64))}
+            tensors = {
+                "x": per_split.pop(split).to(dtype).contiguous(),
+                "y": torch.from_numpy(df["label"].to_numpy()[idx].astype(np.int64)),
+            }
             # window -> record, so record-level predictions can aggregate window predictions
             ids, first, inverse = np.unique(record_col[idx], return_index=True, return_inverse=True)
             order = np.argsort(first, kind="stable")  # records in file order
@@ -112,7 +121,7 @@ def build_spectrograms(root: Path, dataset: str, params: Params) -> None:
                 tensors[f"y_{task}"] = torch.from_numpy(df[spec["column"]].to_numpy()[idx].astype(np.int64))
             save_file(tensors, str(tmp / f"{split}.safetensors"))
             counts[split] = {"n": int(len(idx))}
-            for task, spec in tasks.items():
+            for task in tasks:
                 labels = tensors[f"y_{task}"].numpy()
                 counts[split][task] = {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))}
             del tensors  # free this split's spectrograms before the next one is saved
@@ -127,9 +136,14 @@ def build_spectrograms(root: Path, dataset: str, params: Params) -> None:
             "fs": float(df["fs"].iloc[0]),
             # score_classes: the classes a dataset's own summary score averages F1 over
             # (CinC 2017: N, A, O); evaluation reads it from here, never from a dataset name
-            "tasks": {t: {"key": f"y_{t}", "classes": s.get("classes"),
-                          **({"score_classes": s["score_classes"]} if s.get("score_classes") else {})}
-                      for t, s in tasks.items()},
+            "tasks": {
+                t: {
+                    "key": f"y_{t}",
+                    "classes": s.get("classes"),
+                    **({"score_classes": s["score_classes"]} if s.get("score_classes") else {}),
+                }
+                for t, s in tasks.items()
+            },
             "protocol": meta.get("protocol"),
             "parquet_sha256": sha256_file(src),
             "counts": counts,
