@@ -151,7 +151,7 @@ def test_log_metric_steps_is_one_batch_per_chunk(root: Path, client: Any, monkey
         monkeypatch.setattr(run.client, "log_batch", lambda *a, **k: (calls.append(k), real(*a, **k))[1])
         n = run.log_metric_steps([({"acc": 0.9, "f1": float("nan")}, 0), ({"loss": 1.0}, 1), ({"loss": 0.5}, 2)])
         assert n == 3 and len(calls) == 1
-        monkeypatch.setattr(tracking, "METRIC_BATCH_LIMIT", 2)
+        monkeypatch.setattr(tracking.runs, "METRIC_BATCH_LIMIT", 2)
         calls.clear()
         run.log_metric_steps([({"x": float(i)}, i) for i in range(5)])
         assert len(calls) == 3  # chunks of the batch limit

@@ -1,0 +1,76 @@
+"""MLflow tracking and model registry for the pipeline.
+
+The ONLY package of the project that imports mlflow: stages and flows pass
+plain paths and run ids in, so the rest of the code runs (and is tested)
+without an MLflow store. Flows import it only when tracking is on.
+
+- :mod:`~trls_core.tracking.provenance`: store URI, experiment names, git commit + ``dvc.lock`` digests;
+- :mod:`~trls_core.tracking.values`: keys, parameters and metrics as MLflow accepts them;
+- :mod:`~trls_core.tracking.store`: clients, experiments, the process-wide URI;
+- :mod:`~trls_core.tracking.runs`: :class:`Tracker` (one run by id), :func:`resume_run`;
+- :mod:`~trls_core.tracking.evaluation`: an evaluation report as run metrics and artifacts;
+- :mod:`~trls_core.tracking.served_model`: the pyfunc model (raw windows -> embeddings);
+- :mod:`~trls_core.tracking.registry`: registration (``challenger``), promotion (``champion``), loading.
+
+Why it looks like this:
+
+- Runs are driven through :class:`mlflow.MlflowClient` with explicit run
+  ids, never through the fluent ``mlflow.start_run`` stack: that stack is
+  per thread, so a nested run started inside a Prefect task (a worker
+  thread) would silently lose its parent. ``mlflow.parentRunId`` is set by
+  hand instead.
+- Embedded default: ``sqlite:///<root>/mlflow.db`` with artifacts in
+  ``<root>/mlartifacts`` (no server). ``MLFLOW_TRACKING_URI`` overrides it
+  (a shared server past one machine).
+- The registered model takes RAW signal windows: :class:`EncoderModel`
+  rebuilds the exact preprocessing of the DVC spectrogram stage in front of
+  the encoder. Weights and statistics travel as safetensors artifacts,
+  never as pickled tensors.
+- A model becomes ``champion`` only if it beats the current champion on
+  the SAME test split (:func:`promote_if_better`); every decision leaves a
+  human-readable reason on the model version.
+"""
+
+from trls_core.tracking.evaluation import evaluation_metrics, log_evaluation
+from trls_core.tracking.provenance import (
+    artifact_root,
+    dvc_lock_digests,
+    experiment_name,
+    git_commit,
+    provenance_tags,
+    tracking_uri,
+)
+from trls_core.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    load_model,
+    promote_if_better,
+    register_encoder,
+    split_digest,
+)
+from trls_core.tracking.runs import PARAM_VALUE_LIMIT, Tracker, resume_run
+from trls_core.tracking.served_model import EncoderModel, transform_from_meta
+from trls_core.tracking.values import safe_key
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PARAM_VALUE_LIMIT",
+    "EncoderModel",
+    "Tracker",
+    "artifact_root",
+    "dvc_lock_digests",
+    "evaluation_metrics",
+    "experiment_name",
+    "git_commit",
+    "load_model",
+    "log_evaluation",
+    "promote_if_better",
+    "provenance_tags",
+    "register_encoder",
+    "resume_run",
+    "safe_key",
+    "split_digest",
+    "tracking_uri",
+    "transform_from_meta",
+]

@@ -1,0 +1,117 @@
+"""The registered model: raw signal windows -> embeddings, as an MLflow pyfunc model.
+
+:class:`EncoderModel` rebuilds the exact preprocessing of the DVC
+spectrogram stage (:class:`~trls_core.spectrogram.SpectrogramTransform` +
+train-split normaliser statistics) in front of the encoder. Weights and
+statistics travel as safetensors artifacts, never as pickled tensors;
+:data:`MODEL_CODE` is the models-from-code script logged with each version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import torch
+
+__all__ = ["MODEL_CODE", "EncoderModel", "transform_from_meta"]
+
+
+def transform_from_meta(meta: Mapping[str, Any], stats: Mapping[str, torch.Tensor] | None):
+    """The stage's preprocessing from ``meta.json``: a :class:`SpectrogramTransform`."""
+    from trls_core.spectrogram import SpectrogramTransform
+
+    stft = dict(meta.get("stft") or {})
+    if not stft:
+        raise ValueError("meta.json has no 'stft' section: cannot rebuild the preprocessing")
+    mode = stft.pop("normalisation", None) or meta.get("normalisation") or "train_per_freq"
+    allowed = {
+        "n_fft",
+        "hop",
+        "win_length",
+        "window",
+        "center",
+        "log_eps",
+        "fmax_bin",
+        "power",
+        "pad_mode",
+        "std_floor",
+    }
+    cfg = {k: v for k, v in stft.items() if k in allowed}
+    cfg["norm_mode"] = mode
+    return SpectrogramTransform.from_config(cfg, stats=dict(stats or {}) or None)
+
+
+class EncoderModel(mlflow.pyfunc.PythonModel):
+    """pyfunc model: raw windows (B, C, L) float32 -> embeddings (B, R) float32.
+
+    Holds nothing when pickled: ``load_context`` rebuilds the encoder from
+    ``encoder.safetensors`` + ``encoder.json`` and the preprocessing from
+    ``meta.json`` + ``normaliser.safetensors`` (all model artifacts).
+    """
+
+    batch_size = 256
+
+    def load_context(self, context: Any) -> None:
+        from safetensors.torch import load_file
+
+        from trls_core.stages.pretrain import load_encoder
+
+        arts = context.artifacts
+        weights, config = Path(arts["encoder_weights"]), Path(arts["encoder_config"])
+        if weights.parent == config.parent and weights.name == "encoder.safetensors" and config.name == "encoder.json":
+            encoder, info = load_encoder(weights.parent)
+        else:  # artifacts were renamed/split: stage them the way load_encoder expects
+            with tempfile.TemporaryDirectory(prefix="trls-encoder-") as tmp:
+                shutil.copyfile(weights, Path(tmp) / "encoder.safetensors")
+                shutil.copyfile(config, Path(tmp) / "encoder.json")
+                encoder, info = load_encoder(Path(tmp))
+        meta = json.loads(Path(arts["meta"]).read_text())
+        norm = arts.get("normaliser")
+        stats = load_file(str(norm)) if norm and Path(norm).is_file() else {}
+        self._transform = transform_from_meta(meta, stats).eval()
+        self._encoder = encoder.eval()
+        self._in_channels = int(info["config"]["in_channels"])
+        self._n_samples = meta.get("n_samples")
+        self._rep_dim = int(getattr(encoder, "out_dim", 0) or info["config"]["kwargs"].get("rep_dim", 0))
+
+    # np.ndarray is a hint mlflow accepts without deriving a schema from it, so
+    # the tensor signature given at logging time is the one enforced.
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        x = np.asarray(model_input, dtype=np.float32)
+        if x.ndim == 2 and self._in_channels == 1:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[1] != self._in_channels:
+            raise ValueError(
+                f"EncoderModel: expected raw windows of shape (B, {self._in_channels}, L)"
+                f"{' or (B, L)' if self._in_channels == 1 else ''}, got {x.shape}"
+            )
+        if self._n_samples and x.shape[2] != int(self._n_samples):
+            raise ValueError(f"EncoderModel: windows must have {self._n_samples} samples, got {x.shape[2]}")
+        if not np.isfinite(x).all():
+            raise ValueError("EncoderModel: input has NaN/inf samples")
+        if len(x) == 0:
+            return np.zeros((0, self._rep_dim), dtype=np.float32)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), self.batch_size):
+                raw = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size]))
+                outs.append(self._encoder(self._transform(raw)))
+        return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
+
+
+#: The models-from-code script logged with every registered encoder (MLflow runs it on load;
+#: ``trls_core`` travels with the model as code_paths).
+MODEL_CODE = '''"""TRLS encoder for MLflow (models from code): raw windows -> embeddings."""
+import mlflow
+
+from trls_core.tracking import EncoderModel
+
+mlflow.models.set_model(EncoderModel())
+'''
