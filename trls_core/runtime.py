@@ -29,6 +29,15 @@ _DONE: dict[str, int] = {}
 _OFF = ("0", "false", "no", "off")
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def env_enabled(name: str, default: bool = True) -> bool:
     """An on/off switch from the environment: ``0``/``false``/``no``/``off`` (any case) is off."""
     value = os.environ.get(name)

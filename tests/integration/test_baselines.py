@@ -15,9 +15,10 @@ from trls_core.data.raw import load_raw_splits
 from trls_core.data.tensors import load_split
 from trls_core.errors import DataError
 from trls_core.methods import METHODS, method_params
+from trls_core.models.loading import load_encoder
 from trls_core.paths import parquet_file, report_dir, spectrogram_dir
 from trls_core.stages.evaluate import evaluate_all
-from trls_core.stages.pretrain import load_encoder, pretrain_seed
+from trls_core.stages.pretrain import pretrain_seed
 
 pytestmark = pytest.mark.slow
 

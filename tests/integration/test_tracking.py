@@ -290,8 +290,8 @@ def _encoder_dir(path: Path, input_shape: list[int]) -> Path:
 def test_registry_champion_rule_and_raw_window_model(root: Path, client: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
+    from trls_core.models.loading import load_encoder
     from trls_core.spectrogram import apply_normaliser, stft_logmag
-    from trls_core.stages.pretrain import load_encoder
 
     raw = torch.randn(20, 1, N_SAMPLES, generator=torch.Generator().manual_seed(1))
     sdir = _spectrogram_dir(tmp_path / "spec", "a" * 64, raw)

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from trls_core.cli import app
 from trls_core.config import load_params
+from trls_core.models.loading import load_encoder
 from trls_core.paths import model_dir, report_dir
 from trls_core.stages.evaluate import evaluate_all
-from trls_core.stages.pretrain import load_encoder, pretrain_seed
+from trls_core.stages.pretrain import pretrain_seed
 
 pytestmark = pytest.mark.slow
 

@@ -15,12 +15,13 @@ from trls_core.config import resolve_params
 from trls_core.errors import ConfigError
 from trls_core.methods import METHODS, method_params
 from trls_core.models import build_encoder, encoder_input
+from trls_core.models.loading import build_encoder_from_params
 from trls_core.ssl.byol import BYOL
 from trls_core.ssl.factory import build_ssl, build_views, input_kind
 from trls_core.ssl.simclr import SimCLR
 from trls_core.ssl.ts2vec import TS2Vec
 from trls_core.ssl.ts_tcc import TSTCC
-from trls_core.stages.pretrain import build_encoder_from_params, fingerprint
+from trls_core.stages.pretrain import fingerprint
 
 
 def _raw() -> dict:

@@ -40,9 +40,10 @@ from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_records, load_split, task_info
 from trls_core.errors import DataError
 from trls_core.io import sha256_file, write_json
+from trls_core.models.loading import build_encoder_from_params, load_encoder
 from trls_core.paths import model_dir, report_dir, report_file, spectrogram_dir
 from trls_core.protocol import Unit, plan_units
-from trls_core.stages.pretrain import build_encoder_from_params, load_encoder, resolve_device
+from trls_core.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 

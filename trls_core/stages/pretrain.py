@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from trls_core.checkpoint import (
@@ -33,16 +33,11 @@ from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split
 from trls_core.errors import DataError
 from trls_core.io import atomic_path, write_json
+from trls_core.models.loading import build_encoder_from_params, encoder_config
 from trls_core.paths import model_dir, spectrogram_dir
+from trls_core.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
@@ -87,43 +82,6 @@ def train_inputs(root: Path, params: Params, split: str = "train") -> torch.Tens
 
         return load_raw_splits(root, ds, splits=(split,))[split].x
     return load_split(spectrogram_dir(root, ds), split).x
-
-
-def build_encoder_from_params(params: Params, in_channels: int) -> nn.Module:
-    from trls_core.models import build_encoder
-
-    return build_encoder(params.model.encoder, in_channels=in_channels, **params.model.encoder_kwargs())
-
-
-def encoder_config(params: Params, in_channels: int, data_meta: dict[str, Any]) -> dict[str, Any]:
-    """Everything needed to rebuild the encoder and its preprocessing from raw windows."""
-    kwargs = params.model.encoder_kwargs()
-    return {
-        "encoder": params.model.encoder,
-        "in_channels": in_channels,
-        "kwargs": kwargs,
-        "input_shape": data_meta.get("shape"),
-        "dataset": data_meta.get("dataset"),
-        "stft": data_meta.get("stft"),
-        "fs": data_meta.get("fs"),
-        "n_samples": data_meta.get("n_samples"),
-    }
-
-
-def load_encoder(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a pretrained encoder from ``encoder.json`` + ``encoder.safetensors`` (no pickle)."""
-    from trls_core.models import build_encoder
-
-    cfg_path, w_path = directory / "encoder.json", directory / "encoder.safetensors"
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise DataError(f"{p} not found: run `trls pretrain` first")
-    info = json.loads(cfg_path.read_text())
-    cfg = info["config"]
-    enc = build_encoder(cfg["encoder"], in_channels=cfg["in_channels"], **cfg["kwargs"])
-    enc.load_state_dict(load_file(str(w_path)))
-    enc.eval()
-    return enc, info
 
 
 def training_subset(n: int, fraction: float, seed: int) -> torch.Tensor:

@@ -61,7 +61,7 @@ class EncoderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from safetensors.torch import load_file
 
-        from trls_core.stages.pretrain import load_encoder
+        from trls_core.models.loading import load_encoder
 
         arts = context.artifacts
         weights, config = Path(arts["encoder_weights"]), Path(arts["encoder_config"])
