@@ -1,16 +1,16 @@
-"""The downstream protocol of DESIGN.md §1.5 as independent *units*, and their aggregation.
+"""The downstream protocol of docs/design.md §1.5 as independent *units*, and their aggregation.
 
 A unit is one (method, seed[, fraction]) evaluation: the linear probe of the
 pretrained encoder of a seed, its fine-tuning on one label fraction, or one
 of the two controls (logistic regression on the spectrogram pixels; the
 same encoder untrained). Units share nothing at run time, so
 
-- the sequential CLI (:func:`run_protocol`) runs them in a loop,
+- the evaluation stage (:mod:`trls_core.stages.evaluate`) runs them in a
+  loop, storing each unit's result and skipping it on a rerun, and
 - the Prefect flow maps them as separate task runs (each observable,
-  retried and failed on its own), and
-- a stage can store each unit's result and skip it on a rerun,
+  retried and failed on its own),
 
-and all three produce the same ``metrics.json`` through :func:`aggregate_units`.
+and both produce the same ``metrics.json`` through :func:`aggregate_units`.
 
 Pure functions on tensors/arrays: no MLflow, no Prefect, no file I/O.
 """
@@ -24,17 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from trls_core.arrays import as_tensor, strip_arrays, to_numpy_labels
 from trls_core.errors import DataError
-from trls_core.evaluate import (
-    DEFAULT_FRACTIONS,
-    _as_tensor,
-    _strip_arrays,
-    _to_numpy_labels,
-    embed,
-    finetune,
-    fraction_key,
-    linear_probe,
-)
+from trls_core.evaluate import embed, finetune, fraction_key, linear_probe
 from trls_core.metrics import DEFAULT_KEYS, EXTRA_KEYS, aggregate_runs
 from trls_core.pooling import Groups
 
@@ -141,12 +133,12 @@ def run_unit(
     if unit.method not in METHODS:
         raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(METHODS)})")
     check_data(data)
-    x_train = _as_tensor(data["x_train"], "protocol x_train")
-    x_val = _as_tensor(data["x_val"], "protocol x_val")
-    x_test = _as_tensor(data["x_test"], "protocol x_test")
-    y_train = _to_numpy_labels(data["y_train"], "protocol y_train")
-    y_val = _to_numpy_labels(data["y_val"], "protocol y_val")
-    y_test = _to_numpy_labels(data["y_test"], "protocol y_test")
+    x_train = as_tensor(data["x_train"], "protocol x_train")
+    x_val = as_tensor(data["x_val"], "protocol x_val")
+    x_test = as_tensor(data["x_test"], "protocol x_test")
+    y_train = to_numpy_labels(data["y_train"], "protocol y_train")
+    y_val = to_numpy_labels(data["y_val"], "protocol y_val")
+    y_test = to_numpy_labels(data["y_test"], "protocol y_test")
     pk = dict(probe_kwargs or {})
     g = None
     if records is not None:
@@ -236,11 +228,6 @@ def run_unit(
     return {"seed": int(unit.seed), **out}
 
 
-def strip_arrays(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A unit result without numpy arrays: what goes to JSON and MLflow."""
-    return _strip_arrays(dict(result))
-
-
 def aggregate_units(
     results: Mapping[Unit, Mapping[str, Any]],
     seeds: Sequence[int],
@@ -301,81 +288,3 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """DEFAULT_KEYS, plus each EXTRA_KEYS metric that every run of the group reports."""
     extra = [k for k in EXTRA_KEYS if all(k in r for r in runs)]
     return aggregate_runs(runs, (*DEFAULT_KEYS, *extra))
-
-
-class ProtocolOutput(NamedTuple):
-    """What :func:`run_protocol` returns: the JSON-able results and in-memory artifacts.
-
-    ``artifacts`` (not JSON) holds, for the first seed: ``z_test`` (N, R)
-    embeddings of the test split, ``y_test``, ``linear_probe_y_pred``,
-    ``finetune_histories`` {fraction key: history}; meant for the plots.
-    """
-
-    results: dict[str, Any]
-    artifacts: dict[str, Any]
-
-
-def run_protocol(
-    encoder_factory: Callable[[int], nn.Module],
-    data: dict[str, Any],
-    class_names: Sequence[str],
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
-    finetune_kwargs: dict[str, Any] | None = None,
-    random_encoder_factory: Callable[[int], nn.Module] | None = None,
-    fraction_indices: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
-    progress: bool = True,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
-    device: str | torch.device = "cpu",
-    embed_batch_size: int = 512,
-    probe_kwargs: dict[str, Any] | None = None,
-    spectrogram_control: bool = True,
-) -> ProtocolOutput:
-    """All units in one process, one after another, then :func:`aggregate_units`.
-
-    ``encoder_factory(s)`` gives the pretrained encoder of seed ``s`` (called
-    once per seed, the encoder is shared by the seed's units: fine-tuning
-    works on a copy). ``on_result(unit name, JSON-able metrics)`` is called
-    after each unit, e.g. to log nested MLflow runs.
-    """
-    check_data(data)
-    if fractions and fraction_indices is None:
-        raise DataError("protocol: fraction_indices is required when fractions are given")
-    units = plan_units(fractions, seeds, random_encoder_factory is not None, spectrogram_control)
-    cache: dict[int, nn.Module] = {}
-
-    def cached(seed: int) -> nn.Module:
-        if seed not in cache:
-            cache.clear()  # one seed's encoder at a time
-            cache[seed] = encoder_factory(seed)
-        return cache[seed]
-
-    results: dict[Unit, dict[str, Any]] = {}
-    artifacts: dict[str, Any] = {"finetune_histories": {}}
-    for unit in units:
-        r = run_unit(
-            unit,
-            data,
-            class_names,
-            cached,
-            random_encoder_factory,
-            fraction_indices,
-            finetune_kwargs,
-            probe_kwargs,
-            device,
-            embed_batch_size,
-            progress,
-        )
-        if unit.seed == int(seeds[0]):
-            if unit.method == "linear_probe":
-                artifacts.update(
-                    z_test=r["z_test"],
-                    y_test=_to_numpy_labels(data["y_test"], "y_test"),
-                    linear_probe_y_pred=r["y_pred"],
-                )
-            elif unit.method == "finetune":
-                artifacts["finetune_histories"][fraction_key(float(unit.fraction or 0.0))] = r["history"]
-        results[unit] = strip_arrays(r)
-        if on_result is not None:
-            on_result(unit.name, results[unit])
-    return ProtocolOutput(aggregate_units(results, seeds, fractions), artifacts)

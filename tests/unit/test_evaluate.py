@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-import trls_core.evaluate as ev
+import trls_core.evaluate.probing as lp
 from trls_core.errors import DataError
 from trls_core.evaluate import embed, finetune, fraction_key, linear_probe
-from trls_core.protocol import run_protocol
+from trls_core.protocol import aggregate_units, plan_units, run_unit
 
 SHAPE = (1, 4, 5)  # (C, F, T)
 
@@ -97,7 +97,7 @@ def test_linear_probe_selects_c_on_validation_not_test(monkeypatch: pytest.Monke
     xt, yt = _data(20, shift=0.6, seed=2)
     f = lambda a: a.reshape(len(a), -1).numpy()  # noqa: E731
     seen: list[tuple[str, int]] = []
-    real, real_sel = ev.classification_metrics, ev.selection_score
+    real, real_sel = lp.classification_metrics, lp.selection_score
 
     def spy(y_true, y_pred, names):  # type: ignore[no-untyped-def]
         seen.append(("final", len(y_true)))
@@ -107,8 +107,8 @@ def test_linear_probe_selects_c_on_validation_not_test(monkeypatch: pytest.Monke
         seen.append(("select", len(y_true)))
         return real_sel(y_true, y_pred, names, select)
 
-    monkeypatch.setattr(ev, "classification_metrics", spy)
-    monkeypatch.setattr(ev, "selection_score", spy_sel)
+    monkeypatch.setattr(lp, "classification_metrics", spy)
+    monkeypatch.setattr(lp, "selection_score", spy_sel)
     a = linear_probe(f(x), y, f(xt), yt, ["a", "b"], z_val=f(xv), y_val=yv, c_grid=(0.001, 0.1, 10.0))
     # three selection scores on the 24 validation labels, then one final score on the 20 test labels
     assert seen == [("select", 24)] * 3 + [("final", 20)]
@@ -122,9 +122,9 @@ def test_linear_probe_without_val_holds_out_train_not_test(monkeypatch: pytest.M
     x, y = _data(50)
     xt, yt = _data(17, seed=2)
     seen: list[int] = []
-    real, real_sel = ev.classification_metrics, ev.selection_score
-    monkeypatch.setattr(ev, "classification_metrics", lambda t, p, n: (seen.append(len(t)), real(t, p, n))[1])
-    monkeypatch.setattr(ev, "selection_score", lambda t, p, n, s=None: (seen.append(len(t)), real_sel(t, p, n, s))[1])
+    real, real_sel = lp.classification_metrics, lp.selection_score
+    monkeypatch.setattr(lp, "classification_metrics", lambda t, p, n: (seen.append(len(t)), real(t, p, n))[1])
+    monkeypatch.setattr(lp, "selection_score", lambda t, p, n, s=None: (seen.append(len(t)), real_sel(t, p, n, s))[1])
     f = lambda a: a.reshape(len(a), -1).numpy()  # noqa: E731
     linear_probe(f(x), y, f(xt), yt, ["a", "b"], c_grid=(0.1, 1.0))
     assert seen == [10, 10, 17]  # 20 % of each class of the training set, then the test split once
@@ -244,7 +244,7 @@ def test_finetune_head_starts_as_the_linear_probe() -> None:
         seed=0,
         progress=False,
     )
-    f = lambda a: ev.embed(enc, a)  # noqa: E731
+    f = lambda a: embed(enc, a)  # noqa: E731
     probe = linear_probe(f(x), y, f(xt), yt, ["a", "b"], z_val=f(xv), y_val=yv)
     assert out["best_epoch"] == 0
     np.testing.assert_array_equal(out["y_pred"], probe["y_pred"])
@@ -316,32 +316,34 @@ AGG_KEYS = {"accuracy", "macro_f1", "cohen_kappa", "balanced_accuracy"}
 STAT_KEYS = {"mean", "std", "min", "max", "n", "values"}
 
 
-def test_run_protocol_shape() -> None:
+def test_protocol_units_run_and_aggregate() -> None:
+    """plan_units -> run_unit per unit -> aggregate_units: the shape of ``metrics.json``."""
     x, y = _data(60)
     xv, yv = _data(20, seed=1)
     xt, yt = _data(20, seed=2)
     data = {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv, "x_test": xt, "y_test": yt}
     factory_calls: list[int] = []
-    events: list[str] = []
 
     def factory(seed: int) -> nn.Module:
         factory_calls.append(seed)
         return _encoder(seed)
 
-    results, artifacts = run_protocol(
-        factory,
-        data,
-        ["a", "b"],
-        fractions=[0.5, 1.0],
-        seeds=[0, 1],
-        finetune_kwargs=dict(epochs=2, batch_size=16, lr=1e-2, encoder_lr=1e-3, weight_decay=0.0),
-        random_encoder_factory=lambda s: _encoder(100 + s),
-        fraction_indices=_simple_fraction_indices,
-        progress=False,
-        on_result=lambda name, m: events.append(name),
-        probe_kwargs={"c_grid": (0.1, 1.0)},
-    )
-    assert factory_calls == [0, 1]
+    units = plan_units([0.5, 1.0], [0, 1])
+    raw = {
+        u: run_unit(
+            u,
+            data,
+            ["a", "b"],
+            factory,
+            lambda s: _encoder(100 + s),
+            _simple_fraction_indices,
+            finetune_kwargs=dict(epochs=2, batch_size=16, lr=1e-2, encoder_lr=1e-3, weight_decay=0.0),
+            probe_kwargs={"c_grid": (0.1, 1.0)},
+        )
+        for u in units
+    }
+    results = aggregate_units(raw, [0, 1], [0.5, 1.0])
+    assert factory_calls == [0, 0, 0, 1, 1, 1]  # the probe and each fraction's fine-tuning, per seed
     assert set(results) == {"linear_probe", "finetune", "controls", "seeds", "fractions", "per_seed"}
     assert set(results["linear_probe"]) == AGG_KEYS
     assert all(set(v) == STAT_KEYS for v in results["linear_probe"].values())
@@ -359,10 +361,11 @@ def test_run_protocol_shape() -> None:
     assert np.asarray(first["linear_probe"]["confusion_matrix"]).shape == (2, 2)
     assert "spectrogram_linear" in first["controls"] and "random_encoder_linear" in first["controls"]
     json.dumps(results)  # JSON-able: no arrays left
-    assert artifacts["z_test"].shape == (20, 8)
-    assert artifacts["linear_probe_y_pred"].shape == (20,)
-    assert set(artifacts["finetune_histories"]) == {"0.5", "1.0"}
-    assert events == [
+    probe0 = raw[units[0]]  # arrays stay in the unit result until stripped (z_test feeds the t-SNE plot)
+    assert probe0["z_test"].shape == (20, 8)
+    assert probe0["y_pred"].shape == (20,)
+    assert [len(raw[u]["history"]) for u in units if u.method == "finetune"] == [2, 2, 2, 2]
+    assert [u.name for u in units] == [
         "linear_probe/seed=0",
         "finetune/0.5/seed=0",
         "finetune/1.0/seed=0",
@@ -379,13 +382,14 @@ def test_fraction_key_spelling() -> None:
     assert [fraction_key(f) for f in (0.01, 0.05, 0.1, 0.5, 1, 1.0)] == ["0.01", "0.05", "0.1", "0.5", "1.0", "1.0"]
 
 
-def test_run_protocol_requires_fraction_indices_and_data_keys() -> None:
+def test_run_unit_requires_fraction_indices_and_data_keys() -> None:
     x, y = _data(10)
     with pytest.raises(DataError, match="missing"):
-        run_protocol(_encoder, {"x_train": x}, ["a", "b"], fractions=[], seeds=[0])
+        run_unit(plan_units([], [0])[0], {"x_train": x}, ["a", "b"], _encoder)
     data = {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "x_test": x, "y_test": y}
+    finetune_unit = plan_units([0.5], [0])[1]
     with pytest.raises(DataError, match="fraction_indices"):
-        run_protocol(_encoder, data, ["a", "b"], fractions=[0.5], seeds=[0])
+        run_unit(finetune_unit, data, ["a", "b"], _encoder)
 
 
 def _three_class(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -407,10 +411,10 @@ def test_linear_probe_selects_c_by_the_given_classes_f1() -> None:
     by_task = linear_probe(z, y, zt, yt, names, z_val=zv, y_val=yv, c_grid=grid, select_classes=["a", "b"])
     by_macro = linear_probe(z, y, zt, yt, names, z_val=zv, y_val=yv, c_grid=grid)
     sc = StandardScaler().fit(z)
-    for c, clf in ev._logreg_path(sc.transform(z), y, [float(c) for c in grid], 0, 2000):
+    for c, clf in lp.logreg_path(sc.transform(z), y, [float(c) for c in grid], 0, 2000):
         pred = clf.predict(sc.transform(zv))
         assert by_task["c_scores"][str(c)] == pytest.approx(subset_f1(yv, pred, names, ["a", "b"]))
-        assert by_macro["c_scores"][str(c)] == pytest.approx(ev.classification_metrics(yv, pred, names)["macro_f1"])
+        assert by_macro["c_scores"][str(c)] == pytest.approx(lp.classification_metrics(yv, pred, names)["macro_f1"])
     assert by_task["c_scores"] != by_macro["c_scores"]
     assert by_task["C"] == max(grid, key=lambda c: (by_task["c_scores"][str(c)], -c))
 

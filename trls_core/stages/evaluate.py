@@ -1,7 +1,7 @@
 """Evaluation step: pretrained encoders -> reports/<dataset>/.
 
 Reads params `evaluate` (and `pretrain.seeds`/`model` to find and rebuild the
-encoders). Runs the downstream protocol of DESIGN.md §1.5 over
+encoders). Runs the downstream protocol of docs/design.md §1.5 over
 `evaluate.seeds`: linear probe, fine-tuning per label fraction, and the two
 controls (spectrogram pixels; the same encoder untrained). Writes
 ``metrics.json`` (the machine-readable shape other tools read),
@@ -359,10 +359,11 @@ def evaluate_unit(
     reused. The result file is written atomically, so a killed unit leaves
     either no file or the previous complete one.
     """
+    from trls_core.arrays import strip_arrays
     from trls_core.data.windows import label_fraction_indices
     from trls_core.metrics import record_level_scores, task_scores
     from trls_core.pooling import Groups
-    from trls_core.protocol import run_unit, strip_arrays
+    from trls_core.protocol import run_unit
 
     ctx = ctx or load_context(root, params)
     path = unit_file(root, params, unit)
