@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Telemetry off, project-local state (see STACK.md).
+# Telemetry off, project-local state (see docs/stack.md).
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch pinned in the same install as everything else (STACK.md)
+	# torch pinned in the same install as everything else (docs/stack.md)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 

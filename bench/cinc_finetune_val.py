@@ -1,6 +1,6 @@
 """Does fine-tuning with full passes let pretraining pay off on CinC 2017? Judged on VALIDATION only.
 
-Why: in the CinC comparison (docs/results.md) "FT 100 %" equals the linear
+Why: in the CinC comparison (docs/results/cinc2017.md) "FT 100 %" equals the linear
 probe for every method. The CPU budget of ``compare.settings`` (4 rounds
 of <= 4 batches of 128, i.e. <= 2,048 windows seen out of a 7,360-window
 pool) never beats the probe-initialised head on validation, so the

@@ -1,6 +1,6 @@
 """Which spectrogram views make BYOL pretraining pay off on CinC 2017 ECG? Judged on VALIDATION only.
 
-Why: in the CinC comparison (docs/results.md) TRLS's probe is level with
+Why: in the CinC comparison (docs/results/cinc2017.md) TRLS's probe is level with
 its own untrained TFRNN: the pretraining adds nothing for AF. Its views were
 chosen on Bonn EEG (docs/experiments.md §3b), where a 30 % crop of a 1-s
 window still shows the seizure's spectral signature. On a 5-s ECG window

@@ -1,7 +1,7 @@
 """Validation-split study of the robustness protocol: which augmentation strength gives the smallest spread.
 
 Why: on epilepsy the comparison's TRLS linear probe varies more across its
-K = 5 pretraining subsets than most baselines (docs/results.md), and the
+K = 5 pretraining subsets than most baselines (docs/results/epilepsy.md), and the
 TRLS variant without augmentation varies least. This runs the comparison's
 pretraining protocol (``compare.settings``: K seeded subsets, the same
 epochs) for each method x augmentation variant and scores a linear probe of

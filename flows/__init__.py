@@ -1,4 +1,4 @@
-"""Prefect 3 flows: the orchestration layer over ``trls_core`` (DESIGN.md §4).
+"""Prefect 3 flows: the orchestration layer over ``trls_core`` (docs/design.md §4).
 
 Thin on purpose: every flow loads params, calls one stage function of
 ``trls_core`` per task and passes only paths and MLflow run ids between
@@ -65,7 +65,7 @@ def resolve_paths(root: str | Path, params_path: str | Path) -> tuple[Path, Path
 
 
 def experiment_name(dataset: str) -> str:
-    """One MLflow experiment per dataset (DESIGN.md §4)."""
+    """One MLflow experiment per dataset (docs/design.md §4)."""
     return f"trls-{dataset}"
 
 

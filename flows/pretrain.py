@@ -7,7 +7,7 @@ loss / lr / tau go to the seed's run as they are produced.
 
 Seeds run one after another: on the 2-core CPU machines parallel seeds only
 fight over the same cores; past one machine the scale-out is torch DDP or a
-Dask task runner (DESIGN.md §4), not threads here.
+Dask task runner (docs/design.md §4), not threads here.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Telemetry off and slow-machine start-up limits for every test (STACK.md). Set
+# Telemetry off and slow-machine start-up limits for every test (docs/stack.md). Set
 # here, before any test module imports mlflow/prefect: mlflow reads them at import.
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "true",

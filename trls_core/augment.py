@@ -1,4 +1,4 @@
-"""The two augmented views of a spectrogram batch (DESIGN.md §1.2).
+"""The two augmented views of a spectrogram batch (docs/design.md §1.2).
 
 TRLS applies two *different* image-augmentation pipelines to the same
 spectrogram and asks BYOL to map both to the same representation. Every

@@ -237,7 +237,7 @@ class CustomFetchParams(_Strict):
 
 
 class CustomParquetParams(_Strict):
-    """How to read the user's windows; see README "Your own data".
+    """How to read the user's windows; see docs/datasets/custom.md.
 
     ``format``: ``auto`` picks by file extension. ``fs`` is required when the
     files carry none. Rows/records are split by ``record_id`` (or
@@ -281,7 +281,7 @@ class TFRNNParams(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     rnn_hidden: int | None = Field(None, gt=0)  # None = dim (2D->D projection when bidirectional)
     stem_stride: tuple[int, int] = (1, 1)  # (F, T) stride of the stem conv
-    freq_bands: int = Field(1, gt=0)  # 1 = pool all of (F, T) (DESIGN); >1 keeps F-bands
+    freq_bands: int = Field(1, gt=0)  # 1 = pool all of (F, T) (docs/design.md §1.4); >1 keeps F-bands
 
 
 class CNNParams(_Strict):

@@ -6,7 +6,7 @@ through the same steps (pretraining, then the evaluation protocol with the
 same splits, label fractions and seeds) in its own workspace, so the only
 difference between two rows of the comparison is what the overrides change.
 
-The TRLS ablations of DESIGN.md and the baselines are such overrides and
+The TRLS ablations of docs/design.md §1.6 and the baselines are such overrides and
 are registered here. A baseline is the same machinery with another
 ``pretrain.method`` (``trls_core.ssl.factory``: SimCLR, TS-TCC, TS2Vec,
 none) and, for the raw-series methods, its own encoder; hyper-parameters

@@ -1,6 +1,6 @@
 """Where each stage reads and writes, relative to the project root.
 
-One place for the layout of DESIGN.md section 3 so stages, CLI and tests agree.
+One place for the layout of docs/design.md §3 so stages, CLI and tests agree.
 """
 
 from __future__ import annotations

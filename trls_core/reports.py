@@ -46,7 +46,7 @@ def finetune_budget_text(budget: Mapping[str, Any] | None) -> str | None:
     Why a report states it: the budget decides whether "fine-tuning" trains
     at all. On CinC 2017 a CPU cap of 4 rounds of <= 4 batches never beat
     the probe-initialised head, so its "FT 100 %" column was a second probe
-    (docs/design-notes.md), and the budget differs between datasets and
+    (docs/design.md §6.4), and the budget differs between datasets and
     profiles.
     """
     if not budget:

@@ -98,7 +98,7 @@ def exit_on_sigterm() -> bool:
     return True
 
 
-# STACK.md: telemetry off and a start-up limit that a loaded 2-core machine meets
+# docs/stack.md: telemetry off and a start-up limit that a loaded 2-core machine meets
 QUIET_DEFAULTS: dict[str, str] = {
     "DO_NOT_TRACK": "true",  # prefect and mlflow (mlflow ignores "1")
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -1,4 +1,4 @@
-"""Signal windows -> log-magnitude STFT images -> normalisation (DESIGN.md §1.1).
+"""Signal windows -> log-magnitude STFT images -> normalisation (docs/design.md §1.1).
 
 Why this module exists: the whole TRLS method sees signals only through
 their spectrograms, so the transform must be (a) fast on whole datasets

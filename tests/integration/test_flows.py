@@ -27,7 +27,7 @@ from tests.conftest import TELEMETRY_OFF
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    # SQLAlchemy 2.1 deprecations raised through mlflow's sqlite store (STACK.md)
+    # SQLAlchemy 2.1 deprecations raised through mlflow's sqlite store (docs/stack.md)
     pytest.mark.filterwarnings("ignore::DeprecationWarning:sqlalchemy.*"),
     pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning"),
 ]

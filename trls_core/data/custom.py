@@ -3,7 +3,7 @@
 A params.yaml section ``<name>: {kind: custom, fetch: {path: FOLDER}, ...}``
 plus ``<name>`` in ``datasets`` runs the usual fetch -> parquet ->
 spectrogram stages on the files of FOLDER. Accepted (one format per folder,
-README "Your own data" has examples):
+docs/datasets/custom.md has examples):
 
 - ``*.parquet``: ``label`` + ``signal`` (list of C*L floats, row-major
   channels × samples; ``n_channels`` column when C > 1), optional

@@ -1,4 +1,4 @@
-"""The windows Parquet contract (DESIGN.md section 3) and the Epilepsy table builder.
+"""The windows Parquet contract (docs/design.md §3) and the Epilepsy table builder.
 
 One row per window: ``window_id, record_id, subject_id, split, label,
 label_name, fs, n_channels, n_samples, signal`` (+ dataset-specific extra

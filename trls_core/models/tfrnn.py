@@ -1,4 +1,4 @@
-"""TFRNN: the multi-scale Time-Frequency RNN encoder (DESIGN.md §1.4).
+"""TFRNN: the multi-scale Time-Frequency RNN encoder (docs/design.md §1.4).
 
 The TRLS paper names the encoder but gives no layer-level detail; this is
 the project's definition. A spectrogram (B, C, F, T) goes through a small
@@ -18,7 +18,7 @@ scale vectors (multi-scale) or of the last one only (``multiscale=False``,
 the ablation).
 
 Why batched calls: a Python loop over frames would be orders of magnitude
-slower on the CPU (STACK.md). Why channels-last inside the blocks: the
+slower on the CPU (docs/stack.md). Why channels-last inside the blocks: the
 time pass then needs no copy (B·F rows of a (B, F, T, D) tensor are
 contiguous); only the frequency pass transposes.
 """
@@ -188,7 +188,7 @@ class TFRNN(nn.Module):
     def forward_scales(self, x: Tensor) -> list[Tensor]:
         """Return one (B, 2·D·bands) vector (mean ‖ max over T and F-bands) per scale, finest first.
 
-        ``freq_bands == 1`` pools over all of (F, T) as DESIGN.md defines;
+        ``freq_bands == 1`` pools over all of (F, T) as the first definition did;
         ``freq_bands > 1`` pools time fully but frequency into that many
         contiguous bands (adaptive pooling), so the vector still says *where*
         in the spectrum a feature fired (EEG rhythms live in fixed bands).

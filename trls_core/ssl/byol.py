@@ -1,4 +1,4 @@
-"""BYOL: positives only, an online network chasing an EMA target (DESIGN.md §1.3).
+"""BYOL: positives only, an online network chasing an EMA target (docs/design.md §1.3).
 
 Online = encoder -> projector -> predictor; target = encoder -> projector,
 an exponential moving average of the online weights with no gradient. The
