@@ -282,13 +282,13 @@ def render_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_probe_bars(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
     """Linear-probe accuracy and macro-F1 per method (and control), mean with std error bars."""
-    from trls_core.plots import _colors, _figure, _save
+    from trls_core.plots import new_figure, palette, save_figure
 
     probe = [r for r in rows if r["setting"] == "linear_probe"]
     x = np.arange(len(probe))
-    fig, axes = _figure(max(5.0, 1.1 * len(probe) + 2), 4.2)
+    fig, axes = new_figure(max(5.0, 1.1 * len(probe) + 2), 4.2)
     ax = axes[0, 0]
-    colors = _colors(2)
+    colors = palette(2)
     for i, m in enumerate(METRICS):
         mean = np.array([100 * (r[f"{m}_mean"] or 0.0) for r in probe])
         std = np.array([100 * (r[f"{m}_std"] or 0.0) for r in probe])
@@ -300,18 +300,18 @@ def plot_probe_bars(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     ax.set_title("Linear probe, mean ± std over seeds")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_fraction_curves(
     reports: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str], metric: str = "macro_f1"
 ) -> None:
     """Fine-tuning ``metric`` against the label fraction, one line (± std band) per method."""
-    from trls_core.plots import _colors, _figure, _save
+    from trls_core.plots import new_figure, palette, save_figure
 
-    fig, axes = _figure(6.5, 4.2)
+    fig, axes = new_figure(6.5, 4.2)
     ax = axes[0, 0]
-    colors = _colors(len(reports))
+    colors = palette(len(reports))
     for c, (method, rep) in enumerate(reports.items()):
         fracs = sorted(rep["finetune"], key=float)
         x = np.array([float(f) for f in fracs])
@@ -325,7 +325,7 @@ def plot_fraction_curves(
     ax.set_title(f"Fine-tuning {metric} vs. label fraction")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_comparison(

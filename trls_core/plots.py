@@ -19,7 +19,8 @@ import numpy as np
 from trls_core.io import atomic_path
 
 
-def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
+def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
+    """A figure on the Agg canvas (no pyplot state, safe in worker threads) and its axes grid."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -29,7 +30,8 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
     return fig, axes
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
+    """``fig`` as a PNG at ``path``, written atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
@@ -52,7 +54,7 @@ def plot_confusion_matrix(
     rows = m.sum(axis=1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     size = max(3.5, 0.7 * k + 2.0)
-    fig, axes = _figure(size + 1.0, size)
+    fig, axes = new_figure(size + 1.0, size)
     ax = axes[0, 0]
     im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
@@ -72,7 +74,7 @@ def plot_confusion_matrix(
                 color="white" if norm[i, j] > 0.5 else "black",
                 fontsize=8,
             )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_tsne(
@@ -104,9 +106,9 @@ def plot_tsne(
         z, y = z[keep], y[keep]
     perplexity = float(min(30.0, max(1.0, (len(z) - 1) / 3.0)))
     emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
-    fig, axes = _figure(6.0, 5.0)
+    fig, axes = new_figure(6.0, 5.0)
     ax = axes[0, 0]
-    cmap = _colors(len(class_names))
+    cmap = palette(len(class_names))
     for c, name in enumerate(class_names):
         sel = y == c
         if sel.any():
@@ -115,10 +117,11 @@ def plot_tsne(
     ax.set_yticks([])
     ax.set_title(title)
     ax.legend(markerscale=3, fontsize=8, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _colors(k: int) -> list[Any]:
+def palette(k: int) -> list[Any]:
+    """``k`` distinct colours (tab10, or tab20 past ten)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if k <= 10 else "tab20"]
@@ -151,7 +154,7 @@ def plot_loss_curve(
     n = len(keys)
     ncols = min(n, 3)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = _figure(4.0 * ncols, 3.0 * nrows, ncols=ncols, nrows=nrows)
+    fig, axes = new_figure(4.0 * ncols, 3.0 * nrows, ncols=ncols, nrows=nrows)
     flat = axes.ravel()
     for ax, key in zip(flat, keys):
         pts = [(e, h[key]) for e, h in zip(epochs, history) if isinstance(h.get(key), (int, float))]
@@ -164,7 +167,7 @@ def plot_loss_curve(
     for ax in flat[n:]:
         ax.set_visible(False)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_label_fraction_curve(
@@ -184,9 +187,9 @@ def plot_label_fraction_curve(
         raise ValueError("plot_label_fraction_curve: no fine-tuning results")
     fracs = sorted(results_finetune, key=float)
     x = np.array([float(f) for f in fracs])
-    fig, axes = _figure(6.0, 4.2)
+    fig, axes = new_figure(6.0, 4.2)
     ax = axes[0, 0]
-    colors = _colors(max(len(metrics), 2))
+    colors = palette(max(len(metrics), 2))
     for c, metric in enumerate(metrics):
         mean = np.array([100 * results_finetune[f][metric]["mean"] for f in fracs])
         std = np.array([100 * results_finetune[f][metric].get("std", 0.0) for f in fracs])
@@ -202,7 +205,7 @@ def plot_label_fraction_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_score_bars(
@@ -220,12 +223,12 @@ def plot_score_bars(
         raise ValueError("plot_score_bars: no scores")
     names = list(scores)
     vals = [np.atleast_1d(np.asarray(scores[n], dtype=float)) for n in names]
-    fig, axes = _figure(7.0, 0.45 * len(names) + 1.2)
+    fig, axes = new_figure(7.0, 0.45 * len(names) + 1.2)
     ax = axes[0][0]
     y = np.arange(len(names))[::-1]
     means = [float(v.mean()) for v in vals]
     stds = [float(v.std(ddof=1)) if v.size > 1 else 0.0 for v in vals]
-    ax.barh(y, means, xerr=stds, color=_colors(len(names)), alpha=0.6, capsize=3)
+    ax.barh(y, means, xerr=stds, color=palette(len(names)), alpha=0.6, capsize=3)
     for yi, v in zip(y, vals):
         ax.plot(v, np.full(v.size, yi), "k.", ms=4)
     for yi, m, sd, v in zip(y, means, stds, vals):
@@ -235,4 +238,4 @@ def plot_score_bars(
     ax.set_xlabel(metric)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
