@@ -253,21 +253,3 @@ def yield_cpu_to_training(nice: int | None = None, idle: bool | None = None) -> 
             continue
         done["threads"] += _deprioritise(tid, nice, idle)
     return done
-    for pid in _server_pids():
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, nice)
-            done["server_processes"] += 1
-        except OSError:
-            pass
-    for t in threading.enumerate():
-        tid = getattr(t, "native_id", None)
-        # training runs in the main thread and in task-runner workers ("ThreadPoolExecutor-…");
-        # everything else here is Prefect's (or mlflow's) background machinery
-        if tid is None or t.name in _TRAINING_THREADS or t.name.startswith("ThreadPoolExecutor"):
-            continue
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
-            done["threads"] += 1
-        except OSError:
-            pass
-    return done
