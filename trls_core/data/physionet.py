@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from trls_core.errors import DataError
 

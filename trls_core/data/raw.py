@@ -38,8 +38,9 @@ def raw_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def load_raw_splits(root: Path, dataset: str, task: str | None = None,
-                    splits: tuple[str, ...] = SPLITS) -> dict[str, SplitTensors]:
+def load_raw_splits(
+    root: Path, dataset: str, task: str | None = None, splits: tuple[str, ...] = SPLITS
+) -> dict[str, SplitTensors]:
     """``{split: SplitTensors(x=(N, C, L) float32 standardised, y=labels of task)}``.
 
     Fails naming the file when the Parquet file is missing, is not the one
@@ -55,8 +56,10 @@ def load_raw_splits(root: Path, dataset: str, task: str | None = None,
         raise DataError(f"{src} not found: raw-input methods read the windows from it (run `dvc repro`)")
     want = meta.get("parquet_sha256")
     if want and sha256_file(src) != want:
-        raise DataError(f"{src}: digest differs from the one {sdir / 'meta.json'} was built from; "
-                        f"rerun `dvc repro` so windows and spectrograms match")
+        raise DataError(
+            f"{src}: digest differs from the one {sdir / 'meta.json'} was built from; "
+            f"rerun `dvc repro` so windows and spectrograms match"
+        )
     raw = {s: signals_array(src, split=s) for s in set(splits) | {"train"}}
     mean, std = raw_stats(raw["train"])
     out: dict[str, SplitTensors] = {}
@@ -64,7 +67,9 @@ def load_raw_splits(root: Path, dataset: str, task: str | None = None,
         x = (raw[s] - mean) / std
         y = load_labels(sdir, s, task)
         if len(x) != len(y):
-            raise DataError(f"{src}: split {s!r} has {len(x)} windows but {sdir / (s + '.safetensors')} "
-                            f"has {len(y)}: rebuild with `dvc repro`")
+            raise DataError(
+                f"{src}: split {s!r} has {len(x)} windows but {sdir / (s + '.safetensors')} "
+                f"has {len(y)}: rebuild with `dvc repro`"
+            )
         out[s] = SplitTensors(x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), y=y)
     return out

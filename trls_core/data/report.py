@@ -66,7 +66,7 @@ def build_summary(table: pa.Table, meta: dict[str, Any], rejected: list[dict[str
     """The ``summary.json`` content: meta + counts per split + rejections + Parquet digest."""
     split = table["split"].to_pylist()
     records = Counter()
-    for s, r in set(zip(split, table["record_id"].to_pylist())):
+    for s, _ in set(zip(split, table["record_id"].to_pylist())):
         records[s] += 1
     tasks = meta.get("tasks") or {"default": {"column": "label", "classes": None}}
     kinds = Counter(reason_kind(r["reason"]) for r in rejected)
@@ -90,7 +90,9 @@ def load_summary(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
     folder = Path(folder)
     path = folder / "summary.json"
     if not path.is_file():
-        raise DataError(f"{path} not found: run `dvc repro parquet@{folder.name}` (or `trls data parquet {folder.name}`) first")
+        raise DataError(
+            f"{path} not found: run `dvc repro parquet@{folder.name}` (or `trls data parquet {folder.name}`) first"
+        )
     try:
         summary = json.loads(path.read_text())
         rej_path = folder / "rejected.json"
@@ -120,9 +122,12 @@ def format_summary(summary: dict[str, Any], rejected: list[dict[str, Any]], limi
         for s in SPLITS:
             lines.append(f"{s:<6} " + " ".join(f"{per_split.get(s, {}).get(c, 0):>12}" for c in classes))
     partial = sum(1 for r in rejected if r.get("record_kept"))
-    lines += ["", f"rejected  {len(rejected) - partial} record(s)"
-              + (f", {partial} kept with part skipped" if partial else "")
-              + (f" {summary.get('rejected_by_kind')}" if rejected else "")]
+    lines += [
+        "",
+        f"rejected  {len(rejected) - partial} record(s)"
+        + (f", {partial} kept with part skipped" if partial else "")
+        + (f" {summary.get('rejected_by_kind')}" if rejected else ""),
+    ]
     for r in rejected[:limit]:
         lines.append(f"  {r['record_id']}: {r['reason']}")
     if len(rejected) > limit:

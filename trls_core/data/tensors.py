@@ -31,7 +31,9 @@ def task_info(meta: dict[str, Any], task: str) -> dict[str, Any]:
     """Key and class names of ``task``; an unknown task lists the known ones."""
     tasks = meta.get("tasks", {})
     if task not in tasks:
-        raise ConfigError(f"evaluate.task: unknown task {task!r} for dataset {meta.get('dataset')!r}; known: {sorted(tasks)}")
+        raise ConfigError(
+            f"evaluate.task: unknown task {task!r} for dataset {meta.get('dataset')!r}; known: {sorted(tasks)}"
+        )
     return tasks[task]
 
 

@@ -144,7 +144,9 @@ def check_against_header(val: np.ndarray, header: WfdbHeader, where: str) -> Non
     throughout), so that check would reject good data.
     """
     if val.shape[0] != len(header.signals):
-        raise DataError(f"{where}: header declares {len(header.signals)} signal(s), .mat 'val' has {val.shape[0]} row(s)")
+        raise DataError(
+            f"{where}: header declares {len(header.signals)} signal(s), .mat 'val' has {val.shape[0]} row(s)"
+        )
     if header.n_samples is not None and val.shape[1] != header.n_samples:
         raise DataError(f"{where}: header n_samples {header.n_samples} != .mat length {val.shape[1]}")
 

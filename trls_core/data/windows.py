@@ -14,9 +14,7 @@ import numpy as np
 SPLIT_PROTOCOLS: tuple[str, ...] = ("random", "grouped")
 
 
-def segment(
-    signals: np.ndarray, window: int, stride: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def segment(signals: np.ndarray, window: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut (N, C, L) signals into windows (M, C, window); the trailing remainder is dropped.
 
     Returns ``(windows, record_index, start)`` with M = N * n_per_record,
@@ -121,9 +119,7 @@ def assign_splits(
     return names[group_split[g_inv]]
 
 
-def label_fraction_indices(
-    labels: np.ndarray, fraction: float, seed: int, min_per_class: int = 1
-) -> np.ndarray:
+def label_fraction_indices(labels: np.ndarray, fraction: float, seed: int, min_per_class: int = 1) -> np.ndarray:
     """Sorted indices of a stratified, seeded subset holding ``fraction`` of the labels.
 
     The subset size is ``round(fraction * n)`` apportioned across classes,

@@ -39,8 +39,13 @@ ENCODERS: dict[str, type[nn.Module]] = {
 }
 
 # What each encoder reads: spectrograms (N, C, F, T) or raw windows (N, C, L).
-INPUTS: dict[str, str] = {"tfrnn": "spectrogram", "cnn": "spectrogram",
-                          "timeconv": "raw", "tstcc": "raw", "ts2vec": "raw"}
+INPUTS: dict[str, str] = {
+    "tfrnn": "spectrogram",
+    "cnn": "spectrogram",
+    "timeconv": "raw",
+    "tstcc": "raw",
+    "ts2vec": "raw",
+}
 
 
 def encoder_input(name: str) -> str:

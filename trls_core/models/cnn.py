@@ -103,8 +103,6 @@ class TimeConvEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"TimeConvEncoder expects (B, {self.in_channels}, L) windows, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"TimeConvEncoder expects (B, {self.in_channels}, L) windows, got shape {tuple(x.shape)}")
         h = self.body(x)
         return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))

@@ -156,8 +156,7 @@ class TFRNN(nn.Module):
         super().__init__()
         if in_channels < 1 or dim < 1 or depth < 1 or rep_dim < 1:
             raise ValueError(
-                f"TFRNN: in_channels, dim, depth and rep_dim must be >= 1, "
-                f"got {in_channels}, {dim}, {depth}, {rep_dim}"
+                f"TFRNN: in_channels, dim, depth and rep_dim must be >= 1, got {in_channels}, {dim}, {depth}, {rep_dim}"
             )
         if rnn_hidden is not None and rnn_hidden < 1:
             raise ValueError(f"TFRNN: rnn_hidden must be >= 1 or None, got {rnn_hidden}")
@@ -194,9 +193,7 @@ class TFRNN(nn.Module):
         in the spectrum a feature fired (EEG rhythms live in fixed bands).
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"TFRNN expects (B, {self.in_channels}, F, T) spectrograms, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"TFRNN expects (B, {self.in_channels}, F, T) spectrograms, got shape {tuple(x.shape)}")
         h = self.stem(x).permute(0, 2, 3, 1).contiguous()  # (B, F, T, D)
         scales: list[Tensor] = []
         for i, block in enumerate(self.blocks):

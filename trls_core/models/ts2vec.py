@@ -38,9 +38,7 @@ class _SamePadConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
         receptive_field = (kernel_size - 1) * dilation + 1
-        self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, padding=receptive_field // 2, dilation=dilation
-        )
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=receptive_field // 2, dilation=dilation)
         self.remove = 1 if receptive_field % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -57,9 +55,7 @@ class _ConvBlock(nn.Module):
         super().__init__()
         self.conv1 = _SamePadConv(in_channels, out_channels, kernel_size, dilation)
         self.conv2 = _SamePadConv(out_channels, out_channels, kernel_size, dilation)
-        self.projector = (
-            nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels or final else None
-        )
+        self.projector = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels or final else None
 
     def forward(self, x: Tensor) -> Tensor:
         residual = x if self.projector is None else self.projector(x)
