@@ -31,7 +31,7 @@ from trls_core.metrics import DEFAULT_KEYS, EXTRA_KEYS, aggregate_runs
 from trls_core.pooling import Groups
 
 #: The unit kinds; the two controls report under ``results["controls"]``.
-METHODS = ("linear_probe", "finetune", "spectrogram_linear", "random_encoder_linear")
+UNIT_KINDS = ("linear_probe", "finetune", "spectrogram_linear", "random_encoder_linear")
 CONTROLS = ("spectrogram_linear", "random_encoder_linear")
 REQUIRED_DATA = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -130,8 +130,8 @@ def run_unit(
     scores records on their mean window logits. ``y_pred`` is then per test
     record (ordered by record id) and ``y_pred_windows`` per test window.
     """
-    if unit.method not in METHODS:
-        raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(METHODS)})")
+    if unit.method not in UNIT_KINDS:
+        raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(UNIT_KINDS)})")
     check_data(data)
     x_train = as_tensor(data["x_train"], "protocol x_train")
     x_val = as_tensor(data["x_val"], "protocol x_val")
