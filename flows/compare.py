@@ -48,11 +48,12 @@ def prepare_workspace(
     spectrogram folder is a symlink to the project's, so the workspace
     never holds a stale or duplicated copy of the data.
     """
+    from trls_core.config import resolve_params
     from trls_core.io import write_text
     from trls_core.methods import get_method, method_params
     from trls_core.paths import parquet_dir, spectrogram_dir
 
-    method = get_method(method_name)
+    method = get_method(method_name, resolve_params(raw, profile=profile))
     ws = method_workspace(root, dataset, method.name)
     params_file = ws / "params.yaml"
     text = (
@@ -87,17 +88,20 @@ def comparison_task(
     track: bool = True,
     run_id: str | None = None,
     compute_seconds: dict[str, float] | None = None,
+    descriptions: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Write ``reports/<dataset>/comparison.{md,csv}`` + plots (and log them to the compare run)."""
+    """Write ``reports/<dataset>/comparison.{md,csv}`` + plots (and log them to the compare run).
+
+    ``descriptions``: each method's one-line description (params.yaml ``methods``).
+    """
     from trls_core.comparison import write_comparison
-    from trls_core.methods import get_method
     from trls_core.paths import report_dir, report_file
 
     rdir = report_dir(Path(root), dataset)
     files = write_comparison(
         rdir,
         {m: Path(p) for m, p in metrics_files.items()},
-        {m: get_method(m).description for m in metrics_files},
+        {m: (descriptions or {}).get(m, "") for m in metrics_files},
         wall_seconds,
         compute_seconds,
     )
@@ -142,10 +146,9 @@ def compare_flow(
     raw = read_raw_params(params_p)
     base = resolve_params(raw, profile=profile, source=str(params_p))
     names = list(methods) if methods else list(base.compare.methods)
-    for m in names:
-        get_method(m)  # unknown names fail before anything runs
+    descriptions = {m: get_method(m, base).description for m in names}  # unknown names fail before anything runs
     # the dataset and task as every method will see them (compare.datasets may set the task)
-    first = resolve_params(method_params(raw, get_method(names[0]), base.profile, dataset), profile=base.profile)
+    first = resolve_params(method_params(raw, names[0], base.profile, dataset), profile=base.profile)
     ds = first.pretrain.dataset
     task_name = task or first.evaluate.task
     logger.info("comparing %s on %s (task %s, profile %s)", names, ds, task_name, base.profile)
@@ -194,7 +197,9 @@ def compare_flow(
                 compute[name],
                 reports[name],
             )
-        files = comparison_task(str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id, compute)
+        files = comparison_task(
+            str(root_p), ds, task_name, metrics_files, walls, track, parent.run_id, compute, descriptions
+        )
     return {
         "files": files,
         "reports": reports,

@@ -93,8 +93,9 @@ def tiny_project(tmp_path: Path, tiny_params: Path) -> Path:
     x 4 windows of 64 samples per class, random split.
     """
     from trls_core.config import load_params
-    from trls_core.data.bonn import BonnData
-    from trls_core.data.parquet import build_epilepsy_table, write_windows
+    from trls_core.data.parquet import write_windows
+    from trls_core.datasets.epilepsy import build_epilepsy_table
+    from trls_core.datasets.epilepsy.source import BonnData
     from trls_core.paths import parquet_file
     from trls_core.stages.spectrogram import build_spectrograms
 
@@ -118,7 +119,9 @@ def tiny_project(tmp_path: Path, tiny_params: Path) -> Path:
         content_digest="synthetic",
         fs=173.61,
     )
-    table, meta = build_epilepsy_table(data, window=64, protocol="random", val_frac=0.2, test_frac=0.2, seed=0)
+    table, meta = build_epilepsy_table(
+        data, window=64, protocol="random", val_frac=0.2, test_frac=0.2, seed=0, stride=None
+    )
     root = tmp_path
     write_windows(table, parquet_file(root, "epilepsy"), {"dataset": "epilepsy", **meta})
     build_spectrograms(root, "epilepsy", load_params(tiny_params))

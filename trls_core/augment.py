@@ -21,7 +21,8 @@ Keep power-changing ops (brightness, contrast) mild: strong brightness
 jitter teaches invariance to signal power, the same loss as per-window
 standardisation.
 
-A view is described by a list of plain dicts (params.yaml friendly)::
+A view is a list of ops as params.yaml writes them (``augment.view_a``),
+validated by ``trls_core.settings.augment`` (one model per op)::
 
     [{"name": "contrast", "p": 0.8, "range": [0.8, 1.2]},
      {"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.8, 1.25]}]
@@ -30,17 +31,18 @@ A view is described by a list of plain dicts (params.yaml friendly)::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kornia.augmentation as KA
 import torch
+from pydantic import ValidationError
 from torch import nn
 
+from trls_core.settings.augment import AUGMENT_OPS, op_names, parse_ops
+
 __all__ = [
-    "DEFAULT_VIEW_A",
-    "DEFAULT_VIEW_B",
-    "OPS",
+    "BUILDERS",
     "TwoViews",
     "build_view",
 ]
@@ -208,8 +210,6 @@ class Mix(_Op):
 
     def __init__(self, p: float, alpha: float) -> None:
         super().__init__(p)
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"augment op 'mix': 'alpha' must be in [0, 1), got {alpha}")
         self.alpha = float(alpha)
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,103 +277,57 @@ class GaussianBlur(_Op):
         return self._blur(x)
 
 
-# ------------------------------------------------------------------ param checks
+# ------------------------------------------------------------------ ops from settings
 
 
-def _prob(op: str, key: str, v: Any) -> float:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= float(v) <= 1.0:
-        raise ValueError(f"augment op {op!r}: {key!r} must be a number in [0, 1], got {v!r}")
-    return float(v)
-
-
-def _nonneg(op: str, key: str, v: Any) -> float:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or float(v) < 0.0 or not math.isfinite(float(v)):
-        raise ValueError(f"augment op {op!r}: {key!r} must be a finite number >= 0, got {v!r}")
-    return float(v)
-
-
-def _pos_int(op: str, key: str, v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"augment op {op!r}: {key!r} must be an int >= 1, got {v!r}")
-    return v
-
-
-def _range(op: str, key: str, v: Any, lo_min: float = 0.0, strict_pos: bool = False) -> tuple[float, float]:
-    ok = isinstance(v, (list, tuple)) and len(v) == 2
-    ok = ok and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
-    if ok:
-        lo, hi = float(v[0]), float(v[1])
-        ok = lo <= hi and lo >= lo_min and (lo > 0.0 or not strict_pos) and math.isfinite(hi)
-    if not ok:
-        cond = f"> {lo_min}" if strict_pos else f">= {lo_min}"
-        raise ValueError(f"augment op {op!r}: {key!r} must be [lo, hi] with {cond} lo <= hi, got {v!r}")
-    return (float(v[0]), float(v[1]))
-
-
-def _mk_resized_crop(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    scale = _range(op, "scale", kw.get("scale", [0.6, 1.0]), strict_pos=True)
-    if scale[1] > 1.0:
-        raise ValueError(f"augment op {op!r}: 'scale' must lie in (0, 1], got {list(scale)}")
-    ratio = _range(op, "ratio", kw.get("ratio", [0.8, 1.25]), strict_pos=True)
-    return ResizedCrop(p, scale, ratio)
-
-
-def _mk_brightness(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return Brightness(p, _nonneg(op, "max_delta", kw.get("max_delta", 0.1)))
-
-
-def _mk_contrast(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return Contrast(p, _range(op, "range", kw.get("range", [0.8, 1.2])))
-
-
-def _mk_blur(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    k = _pos_int(op, "kernel_size", kw.get("kernel_size", 3))
-    if k % 2 == 0:
-        raise ValueError(f"augment op {op!r}: 'kernel_size' must be odd, got {k}")
-    return GaussianBlur(p, k, _range(op, "sigma", kw.get("sigma", [0.1, 1.0]), strict_pos=True))
-
-
-def _mk_mask(cls: type[_AxisMask]) -> Callable[[str, float, dict[str, Any]], nn.Module]:
-    def make(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-        width = _prob(op, "max_width", kw.get("max_width", 0.15))
-        n_masks = _pos_int(op, "n_masks", kw.get("n_masks", 1))
-        fill = kw.get("fill", "zero")
-        if fill not in ("zero", "mean"):
-            raise ValueError(f"augment op {op!r}: 'fill' must be 'zero' or 'mean', got {fill!r}")
-        return cls(p, width, n_masks, fill)
+def _mask(cls: type[_AxisMask]) -> Callable[[Any], nn.Module]:
+    def make(o: Any) -> nn.Module:
+        return cls(o.p, o.max_width, o.n_masks, o.fill)
 
     return make
 
 
-def _mk_shift(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return TimeShift(p, _prob(op, "max_fraction", kw.get("max_fraction", 0.1)))
-
-
-def _mk_noise(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return Noise(p, _nonneg(op, "std", kw.get("std", 0.05)))
-
-
-def _mk_mix(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return Mix(p, _nonneg(op, "alpha", kw.get("alpha", 0.3)))
-
-
-def _mk_identity(op: str, p: float, kw: dict[str, Any]) -> nn.Module:
-    return Identity(p)
-
-
-# name -> (allowed param keys besides name/p, factory)
-OPS: dict[str, tuple[tuple[str, ...], Callable[[str, float, dict[str, Any]], nn.Module]]] = {
-    "resized_crop": (("scale", "ratio"), _mk_resized_crop),
-    "brightness": (("max_delta",), _mk_brightness),
-    "contrast": (("range",), _mk_contrast),
-    "gaussian_blur": (("kernel_size", "sigma"), _mk_blur),
-    "time_mask": (("max_width", "n_masks", "fill"), _mk_mask(TimeMask)),
-    "freq_mask": (("max_width", "n_masks", "fill"), _mk_mask(FreqMask)),
-    "time_shift": (("max_fraction",), _mk_shift),
-    "noise": (("std",), _mk_noise),
-    "mix": (("alpha",), _mk_mix),
-    "identity": ((), _mk_identity),
+#: op name -> the module built from its validated settings (``trls_core.settings.augment``)
+BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
+    "resized_crop": lambda o: ResizedCrop(o.p, o.scale, o.ratio),
+    "brightness": lambda o: Brightness(o.p, o.max_delta),
+    "contrast": lambda o: Contrast(o.p, o.range),
+    "gaussian_blur": lambda o: GaussianBlur(o.p, o.kernel_size, o.sigma),
+    "time_mask": _mask(TimeMask),
+    "freq_mask": _mask(FreqMask),
+    "time_shift": lambda o: TimeShift(o.p, o.max_fraction),
+    "noise": lambda o: Noise(o.p, o.std),
+    "mix": lambda o: Mix(o.p, o.alpha),
+    "identity": lambda o: Identity(o.p),
 }
+
+
+def _view_error(err: ValidationError) -> str:
+    """One line per problem, naming the op (its index in the view) and the key."""
+    lines = []
+    for e in err.errors():
+        loc, got = list(e["loc"]), e.get("input")
+        if not loc:
+            lines.append(f"augment: a view must be a list of op dicts ({e['msg']})")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(
+                f"augment: op #{loc[0]} has unknown name {got.get('name')!r}; allowed: {', '.join(op_names())}"
+            )
+        elif len(loc) == 1:
+            lines.append(f"augment: op #{loc[0]}: {e['msg']} (got {got!r})")
+        else:
+            op, key = f"{loc[1]} (#{loc[0]})", ".".join(str(k) for k in loc[2:])
+            if e["type"] == "extra_forbidden":
+                lines.append(f"augment op {op!r}: unknown key {key!r}; allowed: {_keys(str(loc[1]))}")
+            elif e["type"] == "missing":
+                lines.append(f"augment op {op!r}: {key!r} is required")
+            else:
+                lines.append(f"augment op {op!r}: {key!r}: {e['msg']} (got {got!r})")
+    return "; ".join(lines)
+
+
+def _keys(name: str) -> list[str]:
+    return [k for k in AUGMENT_OPS[op_names().index(name)].model_fields if k != "name"]
 
 
 # ------------------------------------------------------------------ views
@@ -391,36 +345,24 @@ class View(nn.Sequential):
         return super().forward(x)
 
 
-def build_view(ops: list[dict[str, Any]]) -> nn.Module:
-    """Build one view pipeline from a list of ``{"name": op, "p": prob, ...params}``.
+def build_view(ops: Sequence[Any]) -> nn.Module:
+    """Build one view pipeline from a list of ops: ``{"name": op, "p": prob, ...its keys}`` or op models.
 
-    Missing params take mild defaults; ``p`` defaults to 1. An unknown op
-    name or key, or a bad value, raises ``ValueError`` naming the op (and
-    its index in the list) and the key.
+    Every op key is required (params.yaml holds the values). An unknown op
+    name or key, a missing key or a bad value raises ``ValueError`` naming
+    the op (and its index in the list) and the key.
     """
-    if not isinstance(ops, (list, tuple)):
-        raise ValueError(f"augment: a view must be a list of op dicts, got {type(ops).__name__}")
-    modules: list[nn.Module] = []
-    for i, spec in enumerate(ops):
-        if not isinstance(spec, dict) or "name" not in spec:
-            raise ValueError(f"augment: op #{i} must be a dict with a 'name' key, got {spec!r}")
-        name = spec["name"]
-        if name not in OPS:
-            raise ValueError(f"augment: op #{i} has unknown name {name!r}; allowed: {', '.join(OPS)}")
-        allowed, factory = OPS[name]
-        label = f"{name} (#{i})"
-        unknown = sorted(set(spec) - {"name", "p", *allowed})
-        if unknown:
-            raise ValueError(f"augment op {label!r}: unknown key(s) {unknown}; allowed: {['p', *allowed]}")
-        p = _prob(label, "p", spec.get("p", 1.0))
-        modules.append(factory(label, p, spec))
-    return View(modules, list(ops))
+    try:
+        parsed = parse_ops(list(ops) if isinstance(ops, tuple) else ops)
+    except ValidationError as err:
+        raise ValueError(_view_error(err)) from None
+    return View([BUILDERS[op.name](op) for op in parsed], [op.model_dump() for op in parsed])
 
 
 class TwoViews(nn.Module):
     """Two different augmentation pipelines over the same batch: ``forward(x) -> (a, b)``."""
 
-    def __init__(self, view_a: list[dict[str, Any]], view_b: list[dict[str, Any]]) -> None:
+    def __init__(self, view_a: Sequence[Any], view_b: Sequence[Any]) -> None:
         super().__init__()
         self.view_a = build_view(view_a)
         self.view_b = build_view(view_b)
@@ -434,18 +376,3 @@ class TwoViews(nn.Module):
         _check_input(x1, "TwoViews")
         _check_input(x2, "TwoViews")
         return self.view_a(x1), self.view_b(x2)
-
-
-# Geometric view: mild contrast (keeps the per-sample mean, i.e. power) + resized crop.
-DEFAULT_VIEW_A: list[dict[str, Any]] = [
-    {"name": "contrast", "p": 0.8, "range": [0.8, 1.2]},
-    {"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.8, 1.25]},
-]
-
-# Texture/occlusion view: blur + SpecAugment masks + a mild log-gain.
-DEFAULT_VIEW_B: list[dict[str, Any]] = [
-    {"name": "gaussian_blur", "p": 0.5, "kernel_size": 3, "sigma": [0.1, 1.0]},
-    {"name": "time_mask", "p": 0.5, "max_width": 0.15, "n_masks": 1},
-    {"name": "freq_mask", "p": 0.5, "max_width": 0.15, "n_masks": 1},
-    {"name": "brightness", "p": 0.5, "max_delta": 0.1},
-]

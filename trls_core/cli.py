@@ -213,11 +213,13 @@ def compare(
     """Methods (TRLS, baselines, ablations) through one protocol -> reports/<dataset>/comparison.*."""
 
     def go() -> None:
-        from trls_core.methods import METHODS
+        from trls_core.config import load_params
+        from trls_core.methods import methods as registry
 
+        known = registry(load_params(params, profile))  # the `methods` section
         for m in methods or []:
-            if m not in METHODS:
-                raise TrlsError(f"--method {m!r}: unknown (known: {', '.join(sorted(METHODS))})")
+            if m not in known:
+                raise TrlsError(f"--method {m!r}: unknown (known: {', '.join(sorted(known))})")
         from flows.compare import compare_flow
 
         out = compare_flow(

@@ -14,7 +14,7 @@ from trls_core.config import load_params
 from trls_core.data.raw import load_raw_splits
 from trls_core.data.tensors import load_split
 from trls_core.errors import DataError
-from trls_core.methods import METHODS, method_params
+from trls_core.methods import method_params
 from trls_core.models.loading import load_encoder
 from trls_core.paths import parquet_file, report_dir, spectrogram_dir
 from trls_core.stages.evaluate import evaluate_all
@@ -27,7 +27,7 @@ def _method_params(tiny_params: Path, method: str, tmp_path: Path):
     raw = yaml.safe_load(tiny_params.read_text())
     raw["evaluate"].update({"seeds": [0], "fractions": [1.0]})
     path = tmp_path / f"params_{method}.yaml"
-    path.write_text(yaml.safe_dump(method_params(raw, METHODS[method]), sort_keys=False))
+    path.write_text(yaml.safe_dump(method_params(raw, method), sort_keys=False))
     return load_params(path)
 
 

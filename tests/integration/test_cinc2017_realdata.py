@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trls_core.config import Cinc2017ParquetParams
-from trls_core.data.cinc2017 import fetch_cinc2017
-from trls_core.data.cinc2017_table import build_cinc2017_table
+from tests.settings import section
 from trls_core.data.parquet import signals_array
 from trls_core.data.wfdb_mat import parse_header
+from trls_core.datasets.cinc2017 import build_cinc2017_table
+from trls_core.datasets.cinc2017.source import fetch_cinc2017
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("TRLS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -47,7 +47,9 @@ def subset_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_real_records_read_windowed_and_labelled(subset_mirror: Path, tmp_path: Path) -> None:
     manifest = fetch_cinc2017(tmp_path / "raw", subset_mirror, url="unused", expected_records=N)
     assert manifest["n_records"] == N and set(manifest["label_counts"]) <= {"N", "A", "O", "~"}
-    table, meta = build_cinc2017_table(tmp_path / "raw" / "training2017.zip", Cinc2017ParquetParams())
+    table, meta = build_cinc2017_table(
+        tmp_path / "raw" / "training2017.zip", section("cinc2017.parquet", pad="drop", target_fs=300.0)
+    )
     assert meta["rejected"] == [] and meta["n_records"] == N
 
     with zipfile.ZipFile(MIRROR_ZIP) as z:

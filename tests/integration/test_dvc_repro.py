@@ -47,9 +47,12 @@ def _synthetic_mirror(dest: Path) -> Path:
 def _project(tmp: Path) -> Path:
     proj = tmp / "proj"
     proj.mkdir()
-    for name in ("trls_core", "dvc.yaml", "params.yaml", "pyproject.toml"):
+    for name in ("trls_core", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"):
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / name)
+        if src.is_dir():
+            shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, proj / name)
     params = (proj / "params.yaml").read_text()
     assert "expected_records: 8528" in params
     (proj / "params.yaml").write_text(
@@ -118,3 +121,11 @@ def test_dvc_repro_epilepsy(tmp_path: Path) -> None:
     assert "Running stage 'parquet@epilepsy'" not in third.stdout
     assert "Running stage 'fetch@epilepsy'" not in third.stdout
     assert not [s for s in ("fetch", "parquet", "spectrogram") if f"Running stage '{s}@cinc2017'" in third.stdout]
+
+    # a dataset's stages depend on its own plugin only: editing cinc2017's reruns no epilepsy stage
+    plugin = proj / "trls_core/datasets/cinc2017/__init__.py"
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    fourth = subprocess.run([_dvc(), "repro"], cwd=proj, env=env, capture_output=True, text=True)
+    assert fourth.returncode == 0, fourth.stderr
+    assert "Running stage 'fetch@cinc2017'" in fourth.stdout and "Running stage 'parquet@cinc2017'" in fourth.stdout
+    assert not [s for s in ("fetch", "parquet", "spectrogram") if f"Running stage '{s}@epilepsy'" in fourth.stdout]

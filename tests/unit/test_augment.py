@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trls_core.augment import DEFAULT_VIEW_A, DEFAULT_VIEW_B, OPS, TwoViews, build_view
+from tests.settings import section
+from trls_core.augment import BUILDERS, TwoViews, build_view
+from trls_core.settings.augment import op_names
 
 B, C, F, T = 16, 2, 17, 23
+VIEW_A, VIEW_B = section("augment").as_dicts()  # the views of params.yaml
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 ALL_OPS_P1 = [
@@ -15,7 +18,7 @@ ALL_OPS_P1 = [
     {"name": "brightness", "p": 1.0, "max_delta": 0.2},
     {"name": "contrast", "p": 1.0, "range": [0.7, 1.3]},
     {"name": "gaussian_blur", "p": 1.0, "kernel_size": 3, "sigma": [0.5, 1.0]},
-    {"name": "time_mask", "p": 1.0, "max_width": 0.3, "n_masks": 2},
+    {"name": "time_mask", "p": 1.0, "max_width": 0.3, "n_masks": 2, "fill": "zero"},
     {"name": "freq_mask", "p": 1.0, "max_width": 0.3, "n_masks": 2, "fill": "mean"},
     {"name": "time_shift", "p": 1.0, "max_fraction": 0.2},
     {"name": "noise", "p": 1.0, "std": 0.1},
@@ -30,7 +33,7 @@ def _x(seed: int = 0, device: str = "cpu") -> torch.Tensor:
 
 
 def test_every_op_name_is_covered():
-    assert {o["name"] for o in ALL_OPS_P1} == set(OPS)
+    assert {o["name"] for o in ALL_OPS_P1} == set(BUILDERS) == set(op_names())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -59,7 +62,7 @@ def test_p_zero_is_identity(op):
 def test_default_views_differ_from_each_other_and_input(device):
     x = _x(device=device)
     torch.manual_seed(0)
-    a, b = TwoViews(DEFAULT_VIEW_A, DEFAULT_VIEW_B)(x)
+    a, b = TwoViews(VIEW_A, VIEW_B)(x)
     for v in (a, b):
         assert v.shape == x.shape and v.dtype == x.dtype and v.device == x.device
         assert not torch.allclose(v, x)
@@ -69,7 +72,10 @@ def test_default_views_differ_from_each_other_and_input(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_deterministic_under_manual_seed(device):
     x = _x(device=device)
-    tv = TwoViews(DEFAULT_VIEW_A + [{"name": "time_shift", "p": 0.5}], DEFAULT_VIEW_B + [{"name": "noise"}])
+    tv = TwoViews(
+        VIEW_A + [{"name": "time_shift", "p": 0.5, "max_fraction": 0.1}],
+        VIEW_B + [{"name": "noise", "p": 1.0, "std": 0.05}],
+    )
     torch.manual_seed(123)
     a1, b1 = tv(x)
     torch.manual_seed(123)
@@ -86,7 +92,7 @@ def test_masks_zero_one_contiguous_band_no_wider_than_max(name, axis, device):
     max_width = 0.3
     size = x.shape[axis]
     torch.manual_seed(0)
-    y = build_view([{"name": name, "p": 1.0, "max_width": max_width, "n_masks": 1}])(x)
+    y = build_view([{"name": name, "p": 1.0, "max_width": max_width, "n_masks": 1, "fill": "zero"}])(x)
     masked = (y == 0).all(dim=(1, 2)) if axis == -1 else (y == 0).all(dim=(1, 3))  # (B, size)
     # untouched everywhere else; masked positions are whole rows/columns
     assert torch.equal(y[y != 0], x[y != 0])
@@ -105,7 +111,7 @@ def test_masks_zero_one_contiguous_band_no_wider_than_max(name, axis, device):
 def test_mask_fill_mean_uses_sample_mean():
     x = _x() + 10.0
     torch.manual_seed(0)
-    y = build_view([{"name": "time_mask", "p": 1.0, "max_width": 0.5, "fill": "mean"}])(x)
+    y = build_view([{"name": "time_mask", "p": 1.0, "max_width": 0.5, "n_masks": 1, "fill": "mean"}])(x)
     changed = y != x
     mean = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     assert changed.any()
@@ -143,7 +149,7 @@ def test_resized_crop_full_scale_ratio_one_is_identity_shape():
     y = build_view([{"name": "resized_crop", "p": 1.0, "scale": [1.0, 1.0], "ratio": [1.0, 1.0]}])(x)
     torch.testing.assert_close(y, x, atol=1e-4, rtol=0)
     # another (F, T) through the same module: a second cached kornia op, same output size
-    v = build_view([{"name": "resized_crop"}])
+    v = build_view([{"name": "resized_crop", "p": 1.0, "scale": [0.6, 1.0], "ratio": [0.8, 1.25]}])
     for shape in ((4, 1, 33, 45), (4, 1, 9, 60)):
         assert v(torch.randn(shape)).shape == shape
 
@@ -152,15 +158,17 @@ def test_resized_crop_full_scale_ratio_one_is_identity_shape():
     "ops,match",
     [
         ([{"name": "colour"}], "unknown name 'colour'"),
-        ([{"name": "brightness", "delta": 0.1}], "brightness.*unknown key.*delta"),
-        ([{"name": "brightness", "max_delta": -1}], "brightness.*max_delta"),
-        ([{"name": "contrast", "range": [1.2, 0.8]}], "contrast.*range"),
-        ([{"name": "gaussian_blur", "kernel_size": 4}], "gaussian_blur.*kernel_size"),
-        ([{"name": "time_mask", "max_width": 1.5}], "time_mask.*max_width"),
-        ([{"name": "freq_mask", "n_masks": 0}], "freq_mask.*n_masks"),
-        ([{"name": "time_mask", "fill": "nan"}], "time_mask.*fill"),
-        ([{"name": "resized_crop", "scale": [0.5, 1.5]}], "resized_crop.*scale"),
-        ([{"name": "noise", "p": 2}], "noise.*'p'"),
+        ([{"name": "brightness", "p": 1, "max_delta": 0.1, "delta": 0.1}], "brightness.*unknown key.*delta"),
+        ([{"name": "brightness", "p": 1, "max_delta": -1}], "brightness.*max_delta"),
+        ([{"name": "brightness", "p": True, "max_delta": 0.1}], "brightness.*'p'"),
+        ([{"name": "contrast", "p": 1, "range": [1.2, 0.8]}], "contrast.*range"),
+        ([{"name": "gaussian_blur", "p": 1, "kernel_size": 4, "sigma": [0.1, 1]}], "gaussian_blur.*kernel_size"),
+        ([{"name": "time_mask", "p": 1, "max_width": 1.5, "n_masks": 1, "fill": "zero"}], "time_mask.*max_width"),
+        ([{"name": "freq_mask", "p": 1, "max_width": 0.1, "n_masks": 0, "fill": "zero"}], "freq_mask.*n_masks"),
+        ([{"name": "time_mask", "p": 1, "max_width": 0.1, "n_masks": 1, "fill": "nan"}], "time_mask.*fill"),
+        ([{"name": "time_mask", "p": 1, "max_width": 0.1, "n_masks": 1}], "time_mask.*'fill' is required"),
+        ([{"name": "resized_crop", "p": 1, "scale": [0.5, 1.5], "ratio": [1, 1]}], "resized_crop.*scale"),
+        ([{"name": "noise", "p": 2, "std": 0.1}], "noise.*'p'"),
         ([{"p": 1.0}], "'name'"),
     ],
 )
@@ -171,21 +179,17 @@ def test_bad_specs_raise_naming_op_and_key(ops, match):
 
 def test_wrong_input_rank_raises():
     with pytest.raises(ValueError, match="B, C, F, T"):
-        TwoViews(DEFAULT_VIEW_A, DEFAULT_VIEW_B)(torch.randn(3, 17, 23))
+        TwoViews(VIEW_A, VIEW_B)(torch.randn(3, 17, 23))
 
 
 def test_views_move_with_to() -> None:
     """Regression: an op method once shadowed nn.Module._apply, so .to(device) crashed."""
-    from trls_core.augment import DEFAULT_VIEW_A, DEFAULT_VIEW_B, TwoViews
-
-    views = TwoViews(DEFAULT_VIEW_A, DEFAULT_VIEW_B).to("cpu").to(torch.float32)
+    views = TwoViews(VIEW_A, VIEW_B).to("cpu").to(torch.float32)
     a, b = views(torch.randn(4, 1, 17, 45))
     assert a.shape == b.shape == (4, 1, 17, 45)
 
 
 def test_mix_blends_with_another_sample_in_log_domain() -> None:
-    from trls_core.augment import build_view
-
     torch.manual_seed(0)
     x = torch.stack([torch.full((1, 4, 5), 0.0), torch.full((1, 4, 5), 5.0)])
     y = build_view([{"name": "mix", "p": 1.0, "alpha": 0.5}])(x)
@@ -195,4 +199,4 @@ def test_mix_blends_with_another_sample_in_log_domain() -> None:
     assert not torch.equal(y, x)
     assert torch.equal(build_view([{"name": "mix", "p": 0.0, "alpha": 0.5}])(x), x)
     with pytest.raises(ValueError, match="alpha"):
-        build_view([{"name": "mix", "alpha": 1.5}])
+        build_view([{"name": "mix", "p": 1.0, "alpha": 1.5}])

@@ -14,15 +14,21 @@ import numpy as np
 import pytest
 
 from tests.cinc_synth import ecg_like, good_records, hea_text, mat_bytes, tiny_mirror, write_archive
-from trls_core.config import Cinc2017ParquetParams
-from trls_core.data.cinc2017 import fetch_cinc2017
-from trls_core.data.cinc2017_table import build_cinc2017_table
+from tests.settings import section
 from trls_core.data.parquet import signals_array
 from trls_core.data.report import reason_kind
 from trls_core.data.wfdb_mat import cut_windows, parse_header
+from trls_core.datasets.cinc2017 import Cinc2017ParquetParams, build_cinc2017_table
+from trls_core.datasets.cinc2017.source import fetch_cinc2017
 from trls_core.errors import DataError
 
-P = Cinc2017ParquetParams(min_keep_fraction=0.5)
+
+def parquet_params(**changes: object) -> Cinc2017ParquetParams:
+    """params.yaml's cinc2017.parquet at the rate and padding these tests were written for (300 Hz, drop)."""
+    return section("cinc2017.parquet", **{"pad": "drop", "target_fs": 300.0, **changes})
+
+
+P = parquet_params(min_keep_fraction=0.5)
 
 
 def _build(tmp_path: Path, records: dict, params: Cinc2017ParquetParams = P, **kw: dict) -> tuple:
@@ -109,7 +115,7 @@ def test_record_shorter_than_one_window(tmp_path: Path) -> None:
     _, meta = _build(tmp_path, recs)
     assert "shorter than one window (1000 samples < window 1500)" in _rejected(meta)["A00002"]
     # pad: zero keeps it as one window with 500 padded samples
-    table, meta = _build(tmp_path, recs, Cinc2017ParquetParams(pad="zero"))
+    table, meta = _build(tmp_path, recs, parquet_params(pad="zero"))
     assert meta["rejected"] == []
     rows = [i for i, r in enumerate(table["record_id"].to_pylist()) if r == "A00002"]
     assert len(rows) == 1 and table["n_pad"][rows[0]].as_py() == 500
@@ -135,8 +141,8 @@ def test_too_few_records_left_fails_loudly(tmp_path: Path) -> None:
         lab, mat, hea = recs[rid]
         recs[rid] = (lab, mat[:40], hea)
     with pytest.raises(DataError, match=r"only 2 of 4 labelled records usable .*min_keep_fraction 90%"):
-        _build(tmp_path, recs, Cinc2017ParquetParams(min_keep_fraction=0.9))
-    table, _ = _build(tmp_path, recs, Cinc2017ParquetParams(min_keep_fraction=0.5))
+        _build(tmp_path, recs, parquet_params(min_keep_fraction=0.9))
+    table, _ = _build(tmp_path, recs, parquet_params(min_keep_fraction=0.5))
     assert table.num_rows == 6
 
 
@@ -149,7 +155,7 @@ def test_resampling_and_channel_selection(tmp_path: Path) -> None:
     table, meta = _build(tmp_path, recs)
     assert sum(r == "A00002" for r in table["record_id"].to_pylist()) == 3  # 9000 @ 600 Hz -> 4500 @ 300 Hz
     assert "channel(s) ['ECG'] not in the record (channels: ['II'])" in _rejected(meta)["A00003"]
-    table, meta = _build(tmp_path, recs, Cinc2017ParquetParams(channels=["II"], min_keep_fraction=0.1))
+    table, meta = _build(tmp_path, recs, parquet_params(channels=["II"], min_keep_fraction=0.1))
     assert set(table["record_id"].to_pylist()) == {"A00003"}
 
 
@@ -215,4 +221,4 @@ def test_fetch_verifies_counts_and_writes_manifest(tmp_path: Path) -> None:
         fetch_cinc2017(tmp_path / "raw3", mirror, url="unused", expected_records=9)
     assert not (tmp_path / "raw3").exists()
     with pytest.raises(DataError, match="no cinc2017/training2017.zip"):
-        fetch_cinc2017(tmp_path / "raw4", tmp_path, url="unused")
+        fetch_cinc2017(tmp_path / "raw4", tmp_path, url="unused", expected_records=None)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.settings import section
 from trls_core.comparison import _budget_lines
-from trls_core.config import EvaluateParams
+from trls_core.settings.training import EvaluateParams
 from trls_core.stages.evaluate import apply_budget, evaluation_budget
 
 
@@ -25,7 +26,7 @@ def _data(n_train: int = 1000, n_val: int = 400, n_test: int = 300) -> dict[str,
 
 def test_no_budget_keeps_every_split_and_adds_nothing_to_the_fingerprint() -> None:
     data = _data()
-    ev = EvaluateParams()
+    ev = section("evaluate")
     assert evaluation_budget(ev) == {}
     out = apply_budget(data, ev)
     assert all(out[k] is data[k] for k in data)
@@ -33,7 +34,7 @@ def test_no_budget_keeps_every_split_and_adds_nothing_to_the_fingerprint() -> No
 
 def test_pool_and_val_caps_are_stratified_fixed_and_leave_test_whole() -> None:
     data = _data()
-    ev = EvaluateParams(label_pool=200, val_windows=100)
+    ev = section("evaluate", label_pool=200, val_windows=100)
     a, b = apply_budget(data, ev), apply_budget(data, ev)
     assert len(a["y_train"]) == 200 and len(a["y_val"]) == 100
     assert a["x_test"] is data["x_test"] and a["y_test"] is data["y_test"]
@@ -50,14 +51,14 @@ def test_pool_and_val_caps_are_stratified_fixed_and_leave_test_whole() -> None:
 
 def test_a_cap_above_the_split_size_is_a_no_op() -> None:
     data = _data(n_train=50)
-    out = apply_budget(data, EvaluateParams(label_pool=10_000))
+    out = apply_budget(data, section("evaluate", label_pool=10_000))
     assert out["x_train"] is data["x_train"]
 
 
 @pytest.mark.parametrize("bad", [0, 1, -5])
 def test_a_nonsense_cap_is_rejected_with_its_key(bad: int) -> None:
     with pytest.raises(Exception, match="label_pool"):
-        EvaluateParams(label_pool=bad)
+        section("evaluate", label_pool=bad)
 
 
 def test_the_comparison_states_the_budget_only_when_set() -> None:
@@ -77,10 +78,10 @@ def test_fingerprint_changes_with_the_budget_and_not_without_it() -> None:
         ctx = EvalContext(None, params, {}, ["a", "b"], {}, "cpu", {})  # type: ignore[arg-type]
         return ctx.fingerprint(Unit("spectrogram_linear", 0))
 
-    base = fp(EvaluateParams())
-    assert fp(EvaluateParams(label_pool=None, val_windows=None)) == base
-    assert fp(EvaluateParams(label_pool=200)) != base
-    assert fp(EvaluateParams(val_windows=100)) != fp(EvaluateParams(label_pool=100))
+    base = fp(section("evaluate"))
+    assert fp(section("evaluate", label_pool=None, val_windows=None)) == base
+    assert fp(section("evaluate", label_pool=200)) != base
+    assert fp(section("evaluate", val_windows=100)) != fp(section("evaluate", label_pool=100))
 
 
 def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_has_score_classes() -> None:
@@ -104,8 +105,8 @@ def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_
     def fp(ev: EvaluateParams, sc: list[str] | None) -> str:
         return ctx(ev, sc).fingerprint(Unit("spectrogram_linear", 0))
 
-    task, macro = EvaluateParams(select_by="task_score"), EvaluateParams(select_by="macro_f1")
-    assert fp(task, None) == fp(macro, None) == fp(EvaluateParams(), None)  # no score classes: one rule
+    task, macro = section("evaluate", select_by="task_score"), section("evaluate", select_by="macro_f1")
+    assert fp(task, None) == fp(macro, None) == fp(section("evaluate"), None)  # no score classes: one rule
     assert fp(task, ["N", "A", "O"]) != fp(macro, ["N", "A", "O"])
     assert fp(macro, ["N", "A", "O"]) == fp(macro, None)  # macro-F1 ignores the score classes
     assert ctx(task, ["N", "A", "O"]).select_classes == ["N", "A", "O"]
@@ -116,4 +117,4 @@ def test_selection_by_the_task_score_enters_the_fingerprint_only_where_the_task_
     )
     assert "chosen by mean F1 of N, A, O on" in line[0]
     with pytest.raises(ValueError, match="select_by"):
-        EvaluateParams(select_by="accuracy")  # type: ignore[arg-type]
+        section("evaluate", select_by="accuracy")  # type: ignore[arg-type]

@@ -9,16 +9,18 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from trls_core.config import resolve_params
+from trls_core.config import read_raw_params, resolve_params
 from trls_core.errors import ConfigError, DataError
-from trls_core.methods import METHODS, Method, get_method, method_params, register_method
+from trls_core.methods import Method, get_method, method_params, methods
+
+RAW = read_raw_params(ROOT / "params.yaml")
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(RAW["methods"]))
 def test_every_registered_method_gives_valid_params(name: str) -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for profile in ("small", "paper"):
-        merged = method_params(raw, get_method(name), profile)
+        merged = method_params(raw, name, profile)
         p = resolve_params(merged, profile=profile)
         assert p.profile == profile
         if name == "trls_cnn":
@@ -29,7 +31,7 @@ def test_every_registered_method_gives_valid_params(name: str) -> None:
 
 def test_method_overrides_apply_after_the_profile() -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p = resolve_params(method_params(raw, get_method("trls_lstm"), "paper"), profile="paper")
+    p = resolve_params(method_params(raw, "trls_lstm", "paper"), profile="paper")
     assert p.model.tfrnn.rnn == "lstm" and p.model.tfrnn.dim == 64  # paper size kept, override on top
     assert p.pretrain.epochs == 40
 
@@ -39,11 +41,27 @@ def test_bad_override_and_unknown_method_fail_by_name() -> None:
     with pytest.raises(ConfigError, match="tfrnn.rnnn"):
         method_params(raw, Method("typo", "x", {"model": {"tfrnn": {"rnnn": "gru"}}}))
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        get_method("nope")
-    with pytest.raises(ConfigError, match="already registered"):
-        register_method(Method("trls", "again"))
-    raw["compare"] = {"methods": ["trls", "nope"]}
+        get_method("nope", resolve_params(raw))
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        method_params(raw, "nope")
+    raw["compare"]["methods"] = ["trls", "nope"]
     with pytest.raises(ConfigError, match="compare.methods"):
+        resolve_params(raw)
+
+
+def test_the_registry_is_the_methods_section() -> None:
+    """A method is a params.yaml entry: adding one is data, a malformed one fails naming its key."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert sorted(methods(resolve_params(raw))) == sorted(raw["methods"])
+    raw["methods"]["trls_gelu"] = {"description": "x", "overrides": {"model": {"tfrnn": {"dropout": 0.1}}}}
+    p = resolve_params(method_params(raw, "trls_gelu"))
+    assert p.model.tfrnn.dropout == 0.1
+    raw["methods"]["no_description"] = {"overrides": {}}
+    with pytest.raises(ConfigError, match=r"methods\.no_description\.description"):
+        resolve_params(raw)
+    del raw["methods"]["no_description"]
+    raw["methods"]["a/b"] = {"description": "x", "overrides": {}}
+    with pytest.raises(ConfigError, match="method name 'a/b'"):
         resolve_params(raw)
 
 
@@ -103,30 +121,30 @@ def test_compare_settings_reach_every_method_before_its_overrides() -> None:
         "pretrain": {"lr": 0.5, "subset_fraction": 0.25},
         "evaluate": {"finetune": {"encoder_lr": 0.2}},
     }
-    trls = resolve_params(method_params(raw, get_method("trls")))
+    trls = resolve_params(method_params(raw, "trls"))
     assert trls.pretrain.lr == 0.5 and trls.pretrain.subset_fraction == 0.25
-    tstcc = resolve_params(method_params(raw, get_method("ts_tcc")))
+    tstcc = resolve_params(method_params(raw, "ts_tcc"))
     assert tstcc.pretrain.lr == 3.0e-4 and tstcc.pretrain.subset_fraction == 0.25  # method override wins
-    sup = resolve_params(method_params(raw, get_method("supervised_tfrnn")))
+    sup = resolve_params(method_params(raw, "supervised_tfrnn"))
     assert sup.evaluate.finetune.encoder_lr == 1.0e-3 and sup.pretrain.method == "none"
     raw["compare"]["settings"] = {"pretrain": {"epcohs": 3}}
     with pytest.raises(ConfigError, match="epcohs"):
-        method_params(raw, get_method("trls"))
+        method_params(raw, "trls")
 
 
 def test_compare_dataset_points_every_method_at_it_with_its_settings() -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["compare"]["datasets"] = {"cinc2017": {"pretrain": {"subset_fraction": 0.05}, "evaluate": {"task": "af"}}}
-    p = resolve_params(method_params(raw, get_method("ts2vec"), dataset="cinc2017"))
+    p = resolve_params(method_params(raw, "ts2vec", dataset="cinc2017"))
     assert (p.pretrain.dataset, p.evaluate.dataset, p.evaluate.task) == ("cinc2017", "cinc2017", "af")
     assert p.pretrain.subset_fraction == 0.05 and p.pretrain.lr == 1.0e-3  # dataset settings, then the method's
-    home = resolve_params(method_params(raw, get_method("trls")))  # default dataset: its settings only
+    home = resolve_params(method_params(raw, "trls"))  # default dataset: its settings only
     assert home.pretrain.dataset == "epilepsy" and home.evaluate.task == "binary"
     with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
-        method_params(raw, get_method("trls"), dataset="nope")
+        method_params(raw, "trls", dataset="nope")
     raw["compare"]["datasets"] = {"cinc2017": {"evaluate": {"tsak": "af"}}}
     with pytest.raises(ConfigError, match="tsak"):
-        method_params(raw, get_method("trls"), dataset="cinc2017")
+        method_params(raw, "trls", dataset="cinc2017")
 
 
 def _task_report(f1_probe: float, f1_10: float, f1_100: float) -> dict:

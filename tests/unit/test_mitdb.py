@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from tests.mitdb_synth import FS, tiny_mirror, wfdb_write, write_record
-from trls_core.config import MitdbParquetParams
-from trls_core.data.mitdb import AAMI, DS1, DS2, fetch_mitdb
-from trls_core.data.mitdb_table import build_mitdb_table
+from tests.settings import section
 from trls_core.data.parquet import signals_array
 from trls_core.data.report import reason_kind
+from trls_core.datasets.mitdb import build_mitdb_table
+from trls_core.datasets.mitdb.source import AAMI, DS1, DS2, fetch_mitdb
 from trls_core.errors import DataError
 
-P = MitdbParquetParams(val_frac=0.25, min_keep_fraction=0.5)
+P = section("mitdb.parquet", val_frac=0.25, min_keep_fraction=0.5)
 
 
 def _rejected(meta: dict) -> dict[str, dict]:
@@ -191,12 +191,13 @@ def test_fetch_from_mirror_writes_manifest_with_parsed_digest(tmp_path: Path) ->
     for p in (mirror / "mitdb").iterdir():
         (nested / p.name).write_bytes(p.read_bytes())
     assert (
-        fetch_mitdb(tmp_path / "raw2", tmp_path / "m2", records=["100", "101"])["content_digest"] == m["content_digest"]
+        fetch_mitdb(tmp_path / "raw2", tmp_path / "m2", records=["100", "101"], expected_records=None)["content_digest"]
+        == m["content_digest"]
     )
     with pytest.raises(DataError, match=r"expected 48"):
         fetch_mitdb(tmp_path / "raw3", mirror, records=None, expected_records=48)
     with pytest.raises(DataError, match=r"record\(s\) \['230'\] not found"):
-        fetch_mitdb(tmp_path / "raw3", mirror, records=["100", "230"])
+        fetch_mitdb(tmp_path / "raw3", mirror, records=["100", "230"], expected_records=None)
     assert not (tmp_path / "raw3").exists()
 
 
@@ -208,5 +209,5 @@ def test_fetch_without_mirror_or_network_fails_clearly(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(socket, "create_connection", offline)
     with pytest.raises(DataError, match=r"mitdb: no mirror given .*physionet\.org is unreachable"):
-        fetch_mitdb(tmp_path / "raw", None)
+        fetch_mitdb(tmp_path / "raw", None, records=None, expected_records=48)
     assert not (tmp_path / "raw").exists()

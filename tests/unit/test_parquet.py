@@ -11,10 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trls_core.data.bonn import read_bonn
 from trls_core.data.parquet import (
     REQUIRED_COLUMNS,
-    build_epilepsy_table,
     read_windows,
     signals_array,
     windows_frame,
@@ -91,51 +89,3 @@ def test_read_errors_name_file_and_column(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing required column"):
         write_windows(table.drop_columns(["split"]), tmp_path / "x.parquet", {})
     assert not (tmp_path / "x.parquet").exists()
-
-
-def test_build_epilepsy_table_tiny(tiny_bonn_mirror: Path) -> None:
-    data = read_bonn(tiny_bonn_mirror)
-    table, meta = build_epilepsy_table(data, seed=1)
-    assert table.num_rows == 15 * 23
-    ids = table["window_id"].to_pylist()
-    assert ids[:2] == ["Z001_00", "Z001_01"] and ids[22] == "Z001_22" and ids[-1] == "S003_22"
-    assert table["record_id"].to_pylist() == table["subject_id"].to_pylist()
-    assert sum(table["label_binary"].to_pylist()) == 3 * 23
-    assert set(zip(table["label"].to_pylist(), table["label_name"].to_pylist())) == set(enumerate("ZONFS"))
-    assert set(table["label_binary_name"].to_pylist()) == {"seizure", "non-seizure"}
-    x = signals_array(table)
-    np.testing.assert_array_equal(x[23 * 4 + 1, 0], data.signals[4, 0, 178:356])  # O002 window 1
-    assert meta["tasks"]["binary"] == {"column": "label_binary", "classes": ["non-seizure", "seizure"]}
-    assert meta["tasks"]["five_set"]["classes"] == ["Z", "O", "N", "F", "S"]
-    assert meta["n_per_split"] == {"train": 221, "val": 55, "test": 69}
-    assert meta["dropped_samples_per_record"] == 3 and meta["source_content_digest"] == data.content_digest
-    grouped, gmeta = build_epilepsy_table(data, protocol="grouped", val_frac=0.2, test_frac=0.2, seed=0)
-    pairs = set(zip(grouped["record_id"].to_pylist(), grouped["split"].to_pylist()))
-    assert len(pairs) == 15  # each record in exactly one split
-    assert gmeta["protocol"] == "grouped" and sum(gmeta["n_per_split"].values()) == 345
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("TRLS_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-@pytest.mark.realdata
-def test_real_bonn_mirror(tmp_path: Path) -> None:
-    from trls_core.data.sources import fetch_bonn
-
-    mirror = _shared_data() / "bonn-eeg"
-    if not mirror.is_dir():
-        pytest.skip(f"real Bonn data not found at {mirror} (set TRLS_SHARED_DATA)")
-    manifest = fetch_bonn(tmp_path / "epilepsy", _shared_data())
-    assert manifest["n_segments"] == 500
-    data = read_bonn(tmp_path / "epilepsy")
-    assert data.signals.shape == (500, 1, 4097)
-    assert data.content_digest == manifest["content_digest"]
-    table, meta = build_epilepsy_table(data)
-    assert table.num_rows == 11_500
-    assert sum(table["label_binary"].to_pylist()) == 2_300
-    assert meta["n_per_split"] == {"train": 7360, "val": 1840, "test": 2300}
-    digest = write_windows(table, tmp_path / "windows.parquet", meta)
-    assert len(digest) == 64
-    assert signals_array(tmp_path / "windows.parquet", split="test").shape == (2300, 1, 178)

@@ -146,11 +146,11 @@ def test_fit_scores_test_records_and_caches_features(tmp_path: Path, monkeypatch
 def test_real_records_have_plausible_heart_rate_and_af_is_most_irregular() -> None:
     if not MIRROR_ZIP.is_file():
         pytest.skip(f"{MIRROR_ZIP} absent: the CinC 2017 mirror is needed for the real-record check")
-    from trls_core.config import Cinc2017ParquetParams
-    from trls_core.data.cinc2017 import Cinc2017Archive
-    from trls_core.data.cinc2017_table import load_record
+    from tests.settings import section
+    from trls_core.datasets.cinc2017 import load_record
+    from trls_core.datasets.cinc2017.source import Cinc2017Archive
 
-    params = Cinc2017ParquetParams(target_fs=FS)
+    params = section("cinc2017.parquet", target_fs=FS)
     # verified by hand: A00004 is the AF record; A00002 (N) has a few missed/extra beats
     ids = ["A00001", "A00002", "A00003", "A00004", "A00006"]
     with Cinc2017Archive.open(MIRROR_ZIP) as arc:

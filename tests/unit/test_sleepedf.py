@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from tests.edf_synth import EPOCH_S, FS, runs, write_recording
-from trls_core.config import SleepEdfParquetParams
+from tests.settings import section
 from trls_core.data.parquet import signals_array
 from trls_core.data.report import reason_kind
-from trls_core.data.sleepedf import fetch_sleepedf, pair_files, parse_name
-from trls_core.data.sleepedf_table import build_sleepedf_table
+from trls_core.datasets.sleepedf import build_sleepedf_table
+from trls_core.datasets.sleepedf.source import fetch_sleepedf, pair_files, parse_name
 from trls_core.errors import DataError
 
-P = SleepEdfParquetParams(trim_wake_min=None, min_keep_fraction=0.5, val_frac=0.25, test_frac=0.25)
+P = section("sleepedf.parquet", trim_wake_min=None, min_keep_fraction=0.5, val_frac=0.25, test_frac=0.25)
 N = int(EPOCH_S * FS)
 
 

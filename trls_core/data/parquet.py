@@ -1,4 +1,4 @@
-"""The windows Parquet contract (docs/design.md §3) and the Epilepsy table builder.
+"""The windows Parquet contract (docs/design.md §3): building, writing and reading the windows table.
 
 One row per window: ``window_id, record_id, subject_id, split, label,
 label_name, fs, n_channels, n_samples, signal`` (+ dataset-specific extra
@@ -12,19 +12,20 @@ split protocol, ...): a Parquet without it is rejected, not guessed at.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trls_core.data.bonn import BonnData
-from trls_core.data.windows import assign_splits, segment
 from trls_core.errors import DataError
 from trls_core.io import atomic_path, sha256_file
+
+if TYPE_CHECKING:  # pandas is imported by to_pandas() where it is needed: dataset plugins load without it
+    import pandas as pd
 
 METADATA_KEY = b"trls"
 ROW_GROUP_BYTES = 32 << 20
@@ -115,8 +116,11 @@ def write_windows(table: pa.Table, path: Path, metadata: dict[str, Any]) -> str:
         # Row groups of ~32 MB of signal: readers stream a big file group by group
         # (signals_array) instead of decoding the whole column at once. Small
         # tables (Epilepsy: 8 MB) stay one row group, byte-identical to before.
-        row_bytes = 4 * table.schema.field("signal").type.list_size if pa.types.is_fixed_size_list(
-            table.schema.field("signal").type) else 4096
+        row_bytes = (
+            4 * table.schema.field("signal").type.list_size
+            if pa.types.is_fixed_size_list(table.schema.field("signal").type)
+            else 4096
+        )
         pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, ROW_GROUP_BYTES // row_bytes))
         h = sha256_file(tmp)  # chunked: the file can be hundreds of MB
     return h
@@ -238,79 +242,3 @@ def _signals_from_file(path: Path, split: str | None, batch_rows: int = 4096) ->
         pos += len(block)
         row0 += len(col)
     return out.reshape(n, c, length)
-
-
-def build_epilepsy_table(
-    data: BonnData,
-    window: int = 178,
-    protocol: str = "random",
-    val_frac: float = 0.16,
-    test_frac: float = 0.2,
-    seed: int = 42,
-    fs: float = 173.61,
-    stride: int | None = None,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """The Epilepsy windows table (TS-TCC protocol by default) and its metadata.
-
-    Each segment is cut into ``window``-sample chunks (4097 -> 23 × 178; the
-    last 3 samples dropped). ``label`` is the five-set index (Z/O/N/F/S),
-    ``label_binary`` is seizure (set S) vs. the rest. Bonn gives no subject
-    ids, so ``subject_id`` = ``record_id`` = segment id: the ``grouped``
-    protocol keeps each segment in one split but cannot keep a patient's
-    segments together (each set comes from 5 people).
-    Splits are stratified on the five-set label, hence also on the binary one.
-    """
-    windows, rec_idx, start = segment(data.signals, window, stride)
-    step = window if stride is None else stride
-    record_ids = np.asarray(data.record_ids)[rec_idx]
-    k = (start // step).astype(str)
-    window_ids = np.char.add(np.char.add(record_ids, "_"), np.char.zfill(k, 2))
-    label = np.asarray(data.set_index, dtype=np.int64)[rec_idx]
-    class_names = list(data.set_names)
-    label_name = np.asarray(class_names)[label]
-    seizure = class_names.index("S")
-    label_binary = (label == seizure).astype(np.int64)
-    binary_names = ["non-seizure", "seizure"]
-    split = assign_splits(
-        label, record_ids if protocol == "grouped" else None, protocol, val_frac, test_frac, seed
-    )
-    table = windows_frame(
-        windows,
-        window_id=window_ids,
-        record_id=record_ids,
-        subject_id=record_ids,
-        split=split,
-        label=label,
-        label_name=label_name,
-        fs=fs,
-        extra={
-            "label_binary": label_binary,
-            "label_binary_name": np.asarray(binary_names)[label_binary],
-        },
-    )
-    names, counts = np.unique(split, return_counts=True)
-    n_per_split = {s: 0 for s in ("train", "val", "test")} | {str(a): int(b) for a, b in zip(names, counts)}
-    metadata: dict[str, Any] = {
-        "dataset": "epilepsy",
-        "dataset_version": "bonn-2001",
-        "source_content_digest": data.content_digest,
-        "tasks": {
-            "five_set": {"column": "label", "classes": class_names},
-            "binary": {"column": "label_binary", "classes": binary_names},
-        },
-        "protocol": protocol,
-        "seed": seed,
-        "val_frac": val_frac,
-        "test_frac": test_frac,
-        "window": window,
-        "stride": step,
-        "fs": fs,
-        "n_records": len(data.record_ids),
-        "n_windows": int(windows.shape[0]),
-        "windows_per_record": int(windows.shape[0] // max(len(data.record_ids), 1)),
-        "dropped_samples_per_record": int(data.signals.shape[-1] - (start.max() + window)) if start.size else 0,
-        "n_per_split": n_per_split,
-        "subject_id_note": "Bonn publishes no subject ids; subject_id = record_id (segment id)",
-        "stratified_on": "label",
-    }
-    return table, metadata

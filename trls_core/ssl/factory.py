@@ -81,10 +81,10 @@ def build_views(params: Params) -> nn.Module | None:
     if input_kind(params) == "raw":
         from trls_core.augment_raw import RawTwoViews
 
-        return RawTwoViews(params.augment.raw.weak, params.augment.raw.strong)
+        return RawTwoViews(params.augment.raw.weak.model_dump(), params.augment.raw.strong.model_dump())
     from trls_core.augment import TwoViews
 
-    view_a, view_b = params.augment.as_dicts()
+    view_a, view_b = params.augment.view_a, params.augment.view_b
     return TwoViews(view_a, view_b) if (view_a or view_b) else None
 
 
@@ -96,4 +96,14 @@ def views_fingerprint(params: Params) -> dict[str, Any]:
     if input_kind(params) == "raw":
         return {"raw": params.augment.raw.model_dump()}
     view_a, view_b = params.augment.as_dicts()
-    return {"view_a": view_a, "view_b": view_b}
+    return {"view_a": [_hashed(op) for op in view_a], "view_b": [_hashed(op) for op in view_b]}
+
+
+def _hashed(op: dict[str, Any]) -> dict[str, Any]:
+    """An op as the fingerprint sees it: the masks' ``fill`` only when not ``zero``.
+
+    ``fill`` was optional (zero) when the stored runs were hashed; leaving the
+    zero fill out keeps their fingerprints, as ``positives`` does in
+    ``stages.pretrain.fingerprint``.
+    """
+    return {k: v for k, v in op.items() if not (k == "fill" and v == "zero")}

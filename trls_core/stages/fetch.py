@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 from trls_core.config import Params
-from trls_core.data.registry import get_dataset
+from trls_core.datasets.registry import plugin_of
 from trls_core.paths import raw_dir
 from trls_core.stages._common import run_stage
 
 
 def fetch(root: Path, dataset: str, params: Params) -> None:
     section = params.dataset(dataset)
-    manifest = get_dataset(dataset, section).fetch(raw_dir(root, dataset), section)
+    manifest = plugin_of(section).fetch(raw_dir(root, dataset), section)
     logging.info(
         "fetched %s from %s (content digest %s)",
         dataset,

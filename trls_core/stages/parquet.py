@@ -15,8 +15,8 @@ from pathlib import Path
 
 from trls_core.config import Params
 from trls_core.data.parquet import write_windows
-from trls_core.data.registry import get_dataset
 from trls_core.data.report import build_summary
+from trls_core.datasets.registry import plugin_of
 from trls_core.io import atomic_dir
 from trls_core.paths import parquet_dir, raw_dir
 from trls_core.stages._common import run_stage
@@ -27,7 +27,7 @@ def build_parquet(root: Path, dataset: str, params: Params) -> None:
     manifest_path = src / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     section = params.dataset(dataset)
-    table, meta = get_dataset(dataset, section).to_table(src, section)
+    table, meta = plugin_of(section).table(src, section)
     rejected: list[dict[str, str]] = list(meta.pop("rejected", []))
     meta = {"dataset": dataset, "source_content_digest": manifest.get("content_digest"), **meta}
     with atomic_dir(parquet_dir(root, dataset)) as tmp:

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from trls_core.config import Params, SpectrogramParams
+from trls_core.config import Params
 from trls_core.data.parquet import read_schema_names, read_windows, signals_array
 from trls_core.errors import DataError
 from trls_core.io import atomic_dir, sha256_file
 from trls_core.paths import parquet_file, spectrogram_dir
+from trls_core.settings.base import SpectrogramParams
 from trls_core.spectrogram import apply_normaliser, fit_normaliser, spectrogram_shape, stft_logmag
 from trls_core.stages._common import run_stage
 

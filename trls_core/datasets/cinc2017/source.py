@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from trls_core.errors import DataError
 
@@ -50,7 +50,7 @@ class Cinc2017Archive:
     label_problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: Path) -> "Cinc2017Archive":
+    def open(cls, path: Path) -> Cinc2017Archive:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"CinC 2017 archive not found: {path}")
@@ -92,7 +92,9 @@ class Cinc2017Archive:
                 continue
             rid, label = parts
             if rid in self.labels and self.labels[rid] != label:
-                self.label_problems.append(f"{member} line {i}: record {rid} labelled twice ({self.labels[rid]}, {label})")
+                self.label_problems.append(
+                    f"{member} line {i}: record {rid} labelled twice ({self.labels[rid]}, {label})"
+                )
             self.labels[rid] = label
 
     def read_member(self, name: str) -> bytes:
@@ -121,7 +123,7 @@ class Cinc2017Archive:
     def close(self) -> None:
         self.zf.close()
 
-    def __enter__(self) -> "Cinc2017Archive":
+    def __enter__(self) -> Cinc2017Archive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -155,7 +157,7 @@ def fetch_cinc2017(
     dest: Path,
     mirror: Path | None,
     url: str,
-    expected_records: int | None = 8528,
+    expected_records: int | None,
     timeout: float = 300,
     retries: int = 3,
     backoff_s: float = 1.0,
@@ -173,7 +175,7 @@ def fetch_cinc2017(
     import shutil
     from collections import Counter
 
-    from trls_core.data.sources import _download
+    from trls_core.data.download import download
     from trls_core.io import atomic_dir, sha256_file, write_json
 
     dest = Path(dest)
@@ -184,7 +186,7 @@ def fetch_cinc2017(
             shutil.copyfile(src, target)
             origin = f"mirror:{MIRROR_SUBDIR}/{ZIP_NAME}"
         else:
-            _download(url, target, timeout, retries, backoff_s)
+            download(url, target, timeout, retries, backoff_s)
             origin = url
         with Cinc2017Archive.open(target) as arc:
             listed = arc.records if arc.records is not None else sorted(arc.hea)
@@ -192,7 +194,9 @@ def fetch_cinc2017(
                 if len(listed) != expected_records:
                     raise DataError(f"{origin}: RECORDS lists {len(listed)} records, expected {expected_records}")
                 if len(arc.labels) != expected_records:
-                    raise DataError(f"{origin}: REFERENCE.csv labels {len(arc.labels)} records, expected {expected_records}")
+                    raise DataError(
+                        f"{origin}: REFERENCE.csv labels {len(arc.labels)} records, expected {expected_records}"
+                    )
             label_counts = Counter(arc.labels.values())
             manifest: dict[str, object] = {
                 "dataset": "cinc2017",

@@ -1,6 +1,9 @@
-"""MIT-BIH records -> beat-centred windows in the Parquet contract, with a rejection report.
+"""PhysioNet MIT-BIH Arrhythmia ECG: the ``mitdb`` dataset plugin.
 
-Why this shape:
+48 two-lead records at 360 Hz; one beat-centred window per annotated beat,
+AAMI classes N/S/V/F/Q (task ``aami``). The source (fetch, record files,
+AAMI mapping) is :mod:`trls_core.datasets.mitdb.source`. Building the
+windows table:
 - Splits come from record names alone, before any signal is read:
   ``inter_patient`` (default) is de Chazal 2004 (test = DS2; DS1 split by
   record into train/val), ``grouped`` draws subjects at random. A rejected
@@ -20,13 +23,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from trls_core.config import MitdbParquetParams
-from trls_core.data.mitdb import (
+from trls_core.data.parquet import windows_frame
+from trls_core.data.wfdb_mat import check_signal, resample
+from trls_core.data.windows import assign_splits
+from trls_core.datasets.mitdb.source import (
     AAMI,
     CLASS_DESCRIPTIONS,
     CLASSES,
@@ -35,14 +41,76 @@ from trls_core.data.mitdb import (
     DS2,
     EXTENSIONS,
     NON_BEAT,
+    fetch_mitdb,
     record_files,
 )
-from trls_core.data.parquet import windows_frame
-from trls_core.data.wfdb_mat import check_signal, resample
-from trls_core.data.windows import assign_splits
+from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
 from trls_core.errors import DataError
+from trls_core.settings.base import SpectrogramParams, Strict
+
+__all__ = ["MitdbFetchParams", "MitdbParams", "MitdbParquetParams", "build_mitdb_table"]
 
 logger = logging.getLogger(__name__)
+
+
+class MitdbFetchParams(Strict):
+    """Which MIT-BIH records to fetch (``None`` = all 48), from a mirror or PhysioNet.
+
+    ``mirror`` holds ``mitdb/`` with the WFDB files (``100.hea``, ``100.dat``,
+    ``100.atr``, ...); without one ``wfdb.dl_database`` downloads them.
+    ``expected_records`` is checked when ``records`` is None (None skips it).
+    ``TRLS_DATA_MIRROR`` overrides ``mirror``.
+    """
+
+    mirror: str | None
+    records: list[str] | None
+    expected_records: int | None = Field(gt=0)
+    timeout_s: float = Field(gt=0)  # reachability check before downloading
+
+
+class MitdbParquetParams(Strict):
+    """Beat-centred windows, AAMI classes, inter-patient (DS1/DS2) or grouped split.
+
+    A window is ``before`` samples before to ``after`` samples after the
+    annotated R peak, counted at ``target_fs``. ``protocol``:
+    ``inter_patient`` (de Chazal 2004: test = DS2, train/val = DS1 with
+    ``val_frac`` of its records in val) or ``grouped`` (records drawn at
+    random into train/val/test by ``val_frac``/``test_frac``).
+    ``exclude_records`` (the paced ones in params.yaml) are left out, not rejected.
+    """
+
+    leads: list[str]
+    target_fs: float = Field(gt=0)
+    before: int = Field(ge=0)
+    after: int = Field(gt=0)
+    protocol: Literal["inter_patient", "grouped"]
+    exclude_records: list[str]
+    val_frac: float = Field(gt=0, lt=1)
+    test_frac: float = Field(gt=0, lt=1)
+    seed: int
+    flat_std_mv: float = Field(ge=0)
+    min_keep_fraction: float = Field(ge=0, le=1)
+
+
+class MitdbParams(DatasetSettings):
+    """Section ``mitdb`` of params.yaml."""
+
+    fetch: MitdbFetchParams
+    parquet: MitdbParquetParams
+    spectrogram: SpectrogramParams
+
+
+def fetch(dest: Path, section: MitdbParams) -> dict[str, Any]:
+    f = section.fetch
+    return fetch_mitdb(
+        dest, mirror=data_mirror(f), records=f.records, expected_records=f.expected_records, timeout=f.timeout_s
+    )
+
+
+def table(raw_dir: Path, section: MitdbParams) -> tuple[pa.Table, dict[str, Any]]:
+    return build_mitdb_table(raw_dir, section.parquet)
+
+
 #: Records 201 and 202 come from the same subject (MIT-BIH directory); other records are one subject each.
 SAME_SUBJECT: dict[str, str] = {"202": "201"}
 
@@ -110,11 +178,20 @@ def beat_windows(
             first_unknown = int(samples[i]) if first_unknown is None else first_unknown
     idx = np.asarray(keep, dtype=np.int64)
     offsets = np.arange(-before, after, dtype=np.int64)
-    windows = signal[:, peaks[idx, None] + offsets].transpose(1, 0, 2) if idx.size else np.zeros(
-        (0, signal.shape[0], before + after), np.float32)
+    windows = (
+        signal[:, peaks[idx, None] + offsets].transpose(1, 0, 2)
+        if idx.size
+        else np.zeros((0, signal.shape[0], before + after), np.float32)
+    )
     labels = np.asarray([CLASSES.index(AAMI[symbols[i]]) for i in keep], dtype=np.int64)
-    return (np.ascontiguousarray(windows, dtype=np.float32), labels, peaks[idx], idx, skipped,
-            {"symbols": dict(unknown), "first_sample": first_unknown})
+    return (
+        np.ascontiguousarray(windows, dtype=np.float32),
+        labels,
+        peaks[idx],
+        idx,
+        skipped,
+        {"symbols": dict(unknown), "first_sample": first_unknown},
+    )
 
 
 def record_splits(records: list[str], p: MitdbParquetParams) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -122,16 +199,20 @@ def record_splits(records: list[str], p: MitdbParquetParams) -> tuple[dict[str, 
     rejected: list[dict[str, str]] = []
     if p.protocol == "inter_patient":
         ds1 = [r for r in records if r in DS1]
-        rejected = [{"record_id": r, "reason": f"record {r} is in neither DS1 nor DS2 (protocol inter_patient)"}
-                    for r in records if r not in DS1 and r not in DS2]
+        rejected = [
+            {"record_id": r, "reason": f"record {r} is in neither DS1 nor DS2 (protocol inter_patient)"}
+            for r in records
+            if r not in DS1 and r not in DS2
+        ]
         out = {r: "test" for r in records if r in DS2}
         if ds1:
             split = assign_splits(np.zeros(len(ds1), np.int64), np.asarray(ds1), "grouped", p.val_frac, 0.0, p.seed)
             out |= dict(zip(ds1, split.tolist()))
         return out, rejected
     subjects = sorted({subject_of(r) for r in records})
-    split = assign_splits(np.zeros(len(subjects), np.int64), np.asarray(subjects), "grouped",
-                          p.val_frac, p.test_frac, p.seed)
+    split = assign_splits(
+        np.zeros(len(subjects), np.int64), np.asarray(subjects), "grouped", p.val_frac, p.test_frac, p.seed
+    )
     by_subject = dict(zip(subjects, split.tolist()))
     return {r: by_subject[subject_of(r)] for r in records}, rejected
 
@@ -151,8 +232,9 @@ def build_mitdb_table(raw_dir: Path, p: MitdbParquetParams) -> tuple[pa.Table, d
     candidates = [r for r in present if r not in p.exclude_records]
     n_candidates = len(candidates) + len(rejected)
     if not candidates:
-        raise DataError(f"{raw_dir}: no complete MIT-BIH record (.hea + .dat + .atr) outside "
-                        f"exclude_records {p.exclude_records}")
+        raise DataError(
+            f"{raw_dir}: no complete MIT-BIH record (.hea + .dat + .atr) outside exclude_records {p.exclude_records}"
+        )
     splits, out_of_protocol = record_splits(candidates, p)
     rejected += out_of_protocol
     tables: list[pa.Table] = []
@@ -164,23 +246,27 @@ def build_mitdb_table(raw_dir: Path, p: MitdbParquetParams) -> tuple[pa.Table, d
             signal, fs = read_record(raw_dir, rid, p.leads, p.target_fs, p.flat_std_mv)
             samples, symbols = read_beats(raw_dir, rid)
             windows, labels, peaks, ann_idx, skipped, unknown = beat_windows(
-                signal, samples, symbols, p.target_fs / fs, p.before, p.after)
+                signal, samples, symbols, p.target_fs / fs, p.before, p.after
+            )
             if not len(labels):
                 raise DataError(
-                    f"record {rid}: no usable beat window ({len(symbols)} annotations; skipped {dict(skipped)})")
+                    f"record {rid}: no usable beat window ({len(symbols)} annotations; skipped {dict(skipped)})"
+                )
         except DataError as exc:
             rejected.append({"record_id": rid, "reason": str(exc)})
             continue
         skipped_per_record[rid] = dict(skipped)
         if unknown["symbols"]:
             n = sum(unknown["symbols"].values())
-            rejected.append({
-                "record_id": rid,
-                "reason": f"record {rid}.atr: unknown annotation symbol(s) {unknown['symbols']} (first at sample "
-                          f"{unknown['first_sample']}): {n} beat(s) skipped, record kept",
-                "record_kept": True,
-                "n_beats_skipped": n,
-            })
+            rejected.append(
+                {
+                    "record_id": rid,
+                    "reason": f"record {rid}.atr: unknown annotation symbol(s) {unknown['symbols']} (first at sample "
+                    f"{unknown['first_sample']}): {n} beat(s) skipped, record kept",
+                    "record_kept": True,
+                    "n_beats_skipped": n,
+                }
+            )
         kept_symbols = [symbols[i] for i in ann_idx]
         tables.append(_record_table(rid, splits[rid], windows, labels, peaks, ann_idx, kept_symbols, p))
     kept = len(tables)
@@ -198,8 +284,16 @@ def build_mitdb_table(raw_dir: Path, p: MitdbParquetParams) -> tuple[pa.Table, d
     return table, _metadata(table, p, kept, n_candidates, excluded, skipped_per_record, rejected)
 
 
-def _record_table(rid: str, split: str, windows: np.ndarray, labels: np.ndarray, peaks: np.ndarray,
-                  ann_idx: np.ndarray, symbols: list[str], p: MitdbParquetParams) -> pa.Table:
+def _record_table(
+    rid: str,
+    split: str,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    peaks: np.ndarray,
+    ann_idx: np.ndarray,
+    symbols: list[str],
+    p: MitdbParquetParams,
+) -> pa.Table:
     k = len(labels)
     return windows_frame(
         windows,
@@ -214,8 +308,15 @@ def _record_table(rid: str, split: str, windows: np.ndarray, labels: np.ndarray,
     )
 
 
-def _metadata(table: pa.Table, p: MitdbParquetParams, kept: int, candidates: int, excluded: list[str],
-              skipped: dict[str, dict[str, int]], rejected: list[dict[str, Any]]) -> dict[str, Any]:
+def _metadata(
+    table: pa.Table,
+    p: MitdbParquetParams,
+    kept: int,
+    candidates: int,
+    excluded: list[str],
+    skipped: dict[str, dict[str, int]],
+    rejected: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "dataset": "mitdb",
         "dataset_version": DATASET_VERSION,
@@ -223,8 +324,11 @@ def _metadata(table: pa.Table, p: MitdbParquetParams, kept: int, candidates: int
         "class_descriptions": CLASS_DESCRIPTIONS,
         "aami_mapping": AAMI,
         "protocol": p.protocol,
-        "protocol_note": ("de Chazal 2004 inter-patient: test = DS2, train/val = DS1 split by record"
-                          if p.protocol == "inter_patient" else "subjects drawn at random into train/val/test"),
+        "protocol_note": (
+            "de Chazal 2004 inter-patient: test = DS2, train/val = DS1 split by record"
+            if p.protocol == "inter_patient"
+            else "subjects drawn at random into train/val/test"
+        ),
         "group": "record_id" if p.protocol == "inter_patient" else "subject_id",
         "seed": p.seed,
         "val_frac": p.val_frac,
@@ -243,3 +347,14 @@ def _metadata(table: pa.Table, p: MitdbParquetParams, kept: int, candidates: int
         "subject_id_note": "subject_id = record_id, except 202 -> 201 (same subject); DS1/DS2 share that subject",
         "rejected": rejected,
     }
+
+
+register(
+    Dataset(
+        name="mitdb",
+        description="PhysioNet MIT-BIH Arrhythmia ECG, beat-centred windows, AAMI N/S/V/F/Q",
+        settings=MitdbParams,
+        fetch=fetch,
+        table=table,
+    )
+)

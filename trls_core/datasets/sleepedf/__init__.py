@@ -1,6 +1,8 @@
-"""Sleep-EDF nights -> 30 s epoch windows in the Parquet contract, with a rejection report.
+"""PhysioNet Sleep-EDF (sleep-cassette) EEG: the ``sleepedf`` dataset plugin.
 
-Why this shape:
+30 s epochs of the EEG at 100 Hz, labelled W/N1/N2/N3/REM from the
+hypnogram (task ``stage``), split by subject. The source (fetch, file names)
+is :mod:`trls_core.datasets.sleepedf.source`. Building the windows table:
 - Splits are drawn over *subjects* from the file names before any signal
   is read (seeded, ``val_frac``/``test_frac`` of the subjects), so both
   nights of a person stay in one split and a rejected night never moves
@@ -22,16 +24,95 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, field_validator
 
-from trls_core.config import SleepEdfParquetParams
 from trls_core.data.parquet import windows_frame
-from trls_core.data.sleepedf import CLASSES, DATASET_VERSION, DROPPED, STAGE_MAP, Night, pair_files
 from trls_core.data.wfdb_mat import check_signal, resample
 from trls_core.data.windows import assign_splits
+from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
+from trls_core.datasets.sleepedf.source import (
+    CLASSES,
+    DATASET_VERSION,
+    DROPPED,
+    STAGE_MAP,
+    Night,
+    fetch_sleepedf,
+    pair_files,
+)
 from trls_core.errors import DataError
+from trls_core.settings.base import SpectrogramParams, Strict
+
+__all__ = ["SleepEdfFetchParams", "SleepEdfParams", "SleepEdfParquetParams", "build_sleepedf_table"]
 
 logger = logging.getLogger(__name__)
 UNLABELLED = -1
+
+
+class SleepEdfFetchParams(Strict):
+    """Which Sleep-EDF (sleep-cassette) recordings to fetch, and from where.
+
+    ``subjects``/``recordings`` are MNE's ``sleep_physionet.age.fetch_data``
+    arguments (subjects 0..82, nights 1 and 2; a few nights do not exist and
+    are listed as missing in the manifest). ``mirror`` is a folder holding
+    ``sleep-edfx/`` with the PhysioNet file names; without one the files are
+    downloaded through MNE (needs internet). ``TRLS_DATA_MIRROR`` overrides it.
+    """
+
+    mirror: str | None
+    subjects: list[int]
+    recordings: list[int]
+    timeout_s: float = Field(gt=0)  # reachability check before downloading
+
+    @field_validator("subjects", "recordings")
+    @classmethod
+    def _non_empty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one value is required")
+        return v
+
+
+class SleepEdfParquetParams(Strict):
+    """30 s epochs of the EEG, labelled from the hypnogram, split by subject.
+
+    ``epoch_s`` × ``target_fs`` samples per window (3000 at 100 Hz). Stages
+    W/N1/N2/N3/REM (Rechtschaffen & Kales 3 and 4 merged into N3);
+    ``Sleep stage ?`` and ``Movement time`` epochs are dropped.
+    ``trim_wake_min``: keep at most this many minutes of wake before the
+    first and after the last sleep epoch (None keeps all). A recording is
+    rejected when its hypnogram covers less than ``min_hypnogram_coverage``
+    of its epochs; the stage fails when fewer than ``min_keep_fraction`` of
+    the recordings survive.
+    """
+
+    channels: list[str]
+    target_fs: float = Field(gt=0)
+    epoch_s: float = Field(gt=0)
+    trim_wake_min: float | None = Field(ge=0)
+    min_hypnogram_coverage: float = Field(ge=0, le=1)
+    val_frac: float = Field(gt=0, lt=1)
+    test_frac: float = Field(gt=0, lt=1)
+    seed: int
+    flat_std_uv: float = Field(ge=0)
+    min_keep_fraction: float = Field(ge=0, le=1)
+
+
+class SleepEdfParams(DatasetSettings):
+    """Section ``sleepedf`` of params.yaml."""
+
+    fetch: SleepEdfFetchParams
+    parquet: SleepEdfParquetParams
+    spectrogram: SpectrogramParams
+
+
+def fetch(dest: Path, section: SleepEdfParams) -> dict[str, Any]:
+    f = section.fetch
+    return fetch_sleepedf(
+        dest, mirror=data_mirror(f), subjects=f.subjects, recordings=f.recordings, timeout=f.timeout_s
+    )
+
+
+def table(raw_dir: Path, section: SleepEdfParams) -> tuple[pa.Table, dict[str, Any]]:
+    return build_sleepedf_table(raw_dir, section.parquet)
 
 
 def read_psg(path: Path, channels: list[str], target_fs: float, flat_std_uv: float) -> tuple[np.ndarray, Any]:
@@ -82,21 +163,27 @@ def epoch_labels(path: Path, n_epochs: int, epoch_s: float, min_coverage: float,
         elif desc in DROPPED:
             value = UNLABELLED
         else:
-            raise DataError(f"{path.name}: unknown annotation {desc!r} at onset {onset:g} s "
-                            f"(expected one of {sorted(STAGE_MAP) + sorted(DROPPED)})")
+            raise DataError(
+                f"{path.name}: unknown annotation {desc!r} at onset {onset:g} s "
+                f"(expected one of {sorted(STAGE_MAP) + sorted(DROPPED)})"
+            )
         first, stop = onset / epoch_s, (onset + duration) / epoch_s
         off_grid = abs(first - round(first)) > 1e-6 or abs(stop - round(stop)) > 1e-6
         if off_grid and value != UNLABELLED:  # a stage off the grid means another epoch length: not guessed
-            raise DataError(f"{path.name}: annotation {desc!r} at onset {onset:g} s, duration {duration:g} s "
-                            f"is not on the {epoch_s:g} s epoch grid")
+            raise DataError(
+                f"{path.name}: annotation {desc!r} at onset {onset:g} s, duration {duration:g} s "
+                f"is not on the {epoch_s:g} s epoch grid"
+            )
         # ?/movement: every epoch it touches counts as covered and unlabelled
         lo, hi = max(int(np.floor(first + 1e-6)), 0), min(int(np.ceil(stop - 1e-6)), n_epochs)
         labels[lo:hi] = value
         covered[lo:hi] = True
     coverage = float(covered.mean()) if n_epochs else 0.0
     if coverage < min_coverage:
-        raise DataError(f"{path.name}: hypnogram does not cover the recording ({covered.sum()} of {n_epochs} "
-                        f"epochs, {coverage:.0%} < sleepedf.parquet.min_hypnogram_coverage {min_coverage:.0%})")
+        raise DataError(
+            f"{path.name}: hypnogram does not cover the recording ({covered.sum()} of {n_epochs} "
+            f"epochs, {coverage:.0%} < sleepedf.parquet.min_hypnogram_coverage {min_coverage:.0%})"
+        )
     return labels
 
 
@@ -169,8 +256,9 @@ def build_sleepedf_table(raw_dir: Path, p: SleepEdfParquetParams) -> tuple[pa.Ta
     return table, _metadata(table, p, kept, len(nights), rejected)
 
 
-def _night_table(night: Night, split: str, windows: np.ndarray, labels: np.ndarray, epoch: np.ndarray,
-                 p: SleepEdfParquetParams) -> pa.Table:
+def _night_table(
+    night: Night, split: str, windows: np.ndarray, labels: np.ndarray, epoch: np.ndarray, p: SleepEdfParquetParams
+) -> pa.Table:
     k = len(labels)
     n = int(round(p.epoch_s * p.target_fs))
     return windows_frame(
@@ -186,8 +274,9 @@ def _night_table(night: Night, split: str, windows: np.ndarray, labels: np.ndarr
     )
 
 
-def _metadata(table: pa.Table, p: SleepEdfParquetParams, kept: int, candidates: int,
-              rejected: list[dict[str, str]]) -> dict[str, Any]:
+def _metadata(
+    table: pa.Table, p: SleepEdfParquetParams, kept: int, candidates: int, rejected: list[dict[str, str]]
+) -> dict[str, Any]:
     return {
         "dataset": "sleepedf",
         "dataset_version": DATASET_VERSION,
@@ -211,3 +300,14 @@ def _metadata(table: pa.Table, p: SleepEdfParquetParams, kept: int, candidates: 
         "subject_id_note": "subject_id = study + subject digits of the file name (SC4ss); record_id = night (SC4ssN)",
         "rejected": rejected,
     }
+
+
+register(
+    Dataset(
+        name="sleepedf",
+        description="PhysioNet Sleep-EDF (sleep-cassette) EEG, 30 s epochs, W/N1/N2/N3/REM",
+        settings=SleepEdfParams,
+        fetch=fetch,
+        table=table,
+    )
+)

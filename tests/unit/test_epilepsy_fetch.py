@@ -1,4 +1,4 @@
-"""fetch_bonn: mirror and URL sources, verification by parsing, atomic dest."""
+"""The epilepsy plugin's fetch_bonn: mirror and URL sources, verification by parsing, atomic dest."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trls_core.data.bonn import read_bonn
-from trls_core.data.sources import BONN_SETS, BONN_URLS, fetch_bonn
+from trls_core.datasets.epilepsy.source import BONN_SETS, BONN_URLS, fetch_bonn, read_bonn
 from trls_core.errors import DataError
 
 SETS = ["Z", "O", "N", "F", "S"]

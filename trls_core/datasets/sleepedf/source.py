@@ -91,13 +91,20 @@ def pair_files(folder: Path) -> list[Night]:
         slot = found.setdefault(f.record_id, {})
         if f.kind in slot:
             raise DataError(
-                f"{folder}: two {f.kind} files for night {f.record_id}: {slot[f.kind].path.name}, {path.name}")
+                f"{folder}: two {f.kind} files for night {f.record_id}: {slot[f.kind].path.name}, {path.name}"
+            )
         slot[f.kind] = f
     nights = []
     for rid, slot in sorted(found.items()):
         any_file = next(iter(slot.values()))
-        nights.append(Night(rid, any_file.subject_id, slot["PSG"].path if "PSG" in slot else None,
-                            slot["Hypnogram"].path if "Hypnogram" in slot else None))
+        nights.append(
+            Night(
+                rid,
+                any_file.subject_id,
+                slot["PSG"].path if "PSG" in slot else None,
+                slot["Hypnogram"].path if "Hypnogram" in slot else None,
+            )
+        )
     return nights
 
 
@@ -112,7 +119,8 @@ def _mirror_files(mirror: Path, subjects: list[int], recordings: list[int]) -> l
     files = [p for p in sorted(folder.rglob("*.edf")) if (f := parse_name(p)) and _wanted(f, subjects, recordings)]
     if not files:
         raise DataError(
-            f"{folder}: no SC4ssN*-PSG.edf / -Hypnogram.edf file for subjects {subjects} nights {recordings}")
+            f"{folder}: no SC4ssN*-PSG.edf / -Hypnogram.edf file for subjects {subjects} nights {recordings}"
+        )
     return files
 
 

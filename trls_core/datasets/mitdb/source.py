@@ -40,10 +40,54 @@ AAMI: dict[str, str] = {
 #: WFDB annotation codes that are not beats (rhythm, noise, signal quality, comments): skipped.
 NON_BEAT: frozenset[str] = frozenset("[!]x()ptu`'^|~+sT*D=\"@")
 #: de Chazal, O'Dwyer & Reilly 2004, IEEE TBME 51(7): inter-patient training (DS1) and test (DS2) sets.
-DS1: tuple[str, ...] = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
-                        "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230")
-DS2: tuple[str, ...] = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210",
-                        "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
+DS1: tuple[str, ...] = (
+    "101",
+    "106",
+    "108",
+    "109",
+    "112",
+    "114",
+    "115",
+    "116",
+    "118",
+    "119",
+    "122",
+    "124",
+    "201",
+    "203",
+    "205",
+    "207",
+    "208",
+    "209",
+    "215",
+    "220",
+    "223",
+    "230",
+)
+DS2: tuple[str, ...] = (
+    "100",
+    "103",
+    "105",
+    "111",
+    "113",
+    "117",
+    "121",
+    "123",
+    "200",
+    "202",
+    "210",
+    "212",
+    "213",
+    "214",
+    "219",
+    "221",
+    "222",
+    "228",
+    "231",
+    "232",
+    "233",
+    "234",
+)
 PACED: tuple[str, ...] = ("102", "104", "107", "217")
 
 
@@ -55,7 +99,8 @@ def record_files(folder: Path) -> dict[str, dict[str, Path]]:
             slot = out.setdefault(path.stem, {})
             if path.suffix in slot:
                 raise DataError(
-                    f"{folder}: two {path.suffix} files for record {path.stem}: {slot[path.suffix]}, {path}")
+                    f"{folder}: two {path.suffix} files for record {path.stem}: {slot[path.suffix]}, {path}"
+                )
             slot[path.suffix] = path
     return out
 
@@ -94,16 +139,20 @@ def parsed_digest(folder: Path, records: list[str]) -> tuple[str, dict[str, Any]
         h.update(f"{rid}\0{rec.fs}\0{','.join(rec.sig_name)}\0{d.shape}\0".encode())
         h.update(d.tobytes())
         h.update(np.asarray(ann.sample, dtype=np.int64).tobytes() + "".join(ann.symbol).encode())
-        info[rid] = {"fs": float(rec.fs), "leads": list(rec.sig_name), "n_samples": int(d.shape[0]),
-                     "n_annotations": int(len(ann.sample))}
+        info[rid] = {
+            "fs": float(rec.fs),
+            "leads": list(rec.sig_name),
+            "n_samples": int(d.shape[0]),
+            "n_annotations": int(len(ann.sample)),
+        }
     return h.hexdigest(), info
 
 
 def fetch_mitdb(
     dest: Path,
     mirror: Path | None,
-    records: list[str] | None = None,
-    expected_records: int | None = 48,
+    records: list[str] | None,
+    expected_records: int | None,
     timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Populate ``dest`` with the records' ``.hea``/``.dat``/``.atr`` + ``MANIFEST.json``, verified.
@@ -132,8 +181,10 @@ def fetch_mitdb(
         complete = [r for r in wanted if all(ext in found[r] for ext in EXTENSIONS)]
         incomplete = {r: [e for e in EXTENSIONS if e not in found[r]] for r in wanted if r not in complete}
         if records is None and expected_records is not None and len(complete) != expected_records:
-            raise DataError(f"{origin}: {len(complete)} complete records (.hea/.dat/.atr), expected "
-                            f"{expected_records}; incomplete: {incomplete}")
+            raise DataError(
+                f"{origin}: {len(complete)} complete records (.hea/.dat/.atr), expected "
+                f"{expected_records}; incomplete: {incomplete}"
+            )
         files: dict[str, Any] = {}
         for rid in complete:
             for ext in EXTENSIONS:

@@ -1,6 +1,9 @@
-"""CinC 2017 records -> the windows Parquet contract, with a rejection report.
+"""PhysioNet/CinC Challenge 2017 single-lead ECG: the ``cinc2017`` dataset plugin.
 
-Why this shape:
+8,528 records at 300 Hz labelled N/A/O/~, windowed at ``target_fs``; task
+``af`` (scored by the mean F1 of N, A and O). The source (fetch and the
+zip's index) is :mod:`trls_core.datasets.cinc2017.source`. Building the
+windows table:
 - Splits are drawn over the *labelled records* before any signal is read
   (grouped by record, stratified by record label), so a record rejected for
   a bad signal never reshuffles the others: the same record lands in the
@@ -16,13 +19,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from trls_core.config import Cinc2017ParquetParams
-from trls_core.data.cinc2017 import CLASS_DESCRIPTIONS, CLASSES, DATASET_VERSION, Cinc2017Archive
 from trls_core.data.parquet import windows_frame
 from trls_core.data.wfdb_mat import (
     check_against_header,
@@ -35,9 +37,93 @@ from trls_core.data.wfdb_mat import (
     to_physical,
 )
 from trls_core.data.windows import assign_splits
+from trls_core.datasets.cinc2017.source import (
+    CLASS_DESCRIPTIONS,
+    CLASSES,
+    DATASET_VERSION,
+    ZIP_NAME,
+    Cinc2017Archive,
+    fetch_cinc2017,
+)
+from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
 from trls_core.errors import DataError
+from trls_core.settings.base import SpectrogramParams, Strict
+
+__all__ = [
+    "Cinc2017FetchParams",
+    "Cinc2017Params",
+    "Cinc2017ParquetParams",
+    "build_cinc2017_table",
+    "load_record",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class Cinc2017FetchParams(Strict):
+    """Source of ``training2017.zip``: ``mirror`` (holding ``cinc2017/``) or ``url``.
+
+    ``expected_records`` is checked against the parsed ``RECORDS`` list, so a
+    wrong or partial archive fails the fetch; ``None`` skips the check (tests).
+    ``TRLS_DATA_MIRROR`` overrides ``mirror``.
+    """
+
+    mirror: str | None
+    url: str
+    retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    expected_records: int | None = Field(gt=0)
+
+
+class Cinc2017ParquetParams(Strict):
+    """Windows of the single-lead ECG records, grouped splits.
+
+    ``window``/``stride`` count samples at ``target_fs`` (records at another
+    rate are resampled with ``resample_poly``). ``pad``: ``drop`` drops each
+    record's trailing remainder and rejects records shorter than a window;
+    ``zero`` zero-pads the remainder into one last window; ``end`` adds one last
+    window ending at the record's end (overlapping, all real signal: what a
+    record-level score should pool) and zero-pads only records shorter than
+    a window. Splits always keep a record in one split, stratified by the
+    record label. The stage fails when fewer than ``min_keep_fraction`` of
+    the labelled records survive.
+    """
+
+    window: int = Field(gt=0)
+    stride: int | None = Field(gt=0)  # None: non-overlapping
+    pad: Literal["drop", "zero", "end"]
+    target_fs: float = Field(gt=0)
+    channels: list[str]
+    val_frac: float = Field(gt=0, lt=1)
+    test_frac: float = Field(gt=0, lt=1)
+    seed: int
+    flat_std_mv: float = Field(ge=0)
+    min_keep_fraction: float = Field(ge=0, le=1)
+    chunk_records: int = Field(gt=0)
+
+
+class Cinc2017Params(DatasetSettings):
+    """Section ``cinc2017`` of params.yaml."""
+
+    fetch: Cinc2017FetchParams
+    parquet: Cinc2017ParquetParams
+    spectrogram: SpectrogramParams
+
+
+def fetch(dest: Path, section: Cinc2017Params) -> dict[str, Any]:
+    f = section.fetch
+    return fetch_cinc2017(
+        dest,
+        mirror=data_mirror(f),
+        url=f.url,
+        expected_records=f.expected_records,
+        timeout=f.timeout_s,
+        retries=f.retries,
+    )
+
+
+def table(raw_dir: Path, section: Cinc2017Params) -> tuple[pa.Table, dict[str, Any]]:
+    return build_cinc2017_table(raw_dir / ZIP_NAME, section.parquet)
 
 
 def load_record(arc: Cinc2017Archive, rid: str, p: Cinc2017ParquetParams) -> np.ndarray:
@@ -172,3 +258,14 @@ def _metadata(
         "record_prediction": "aggregate window predictions by record_id (e.g. mean probability)",
         "rejected": rejected,
     }
+
+
+register(
+    Dataset(
+        name="cinc2017",
+        description="PhysioNet/CinC 2017 single-lead ECG, 8,528 records, N/A/O/~",
+        settings=Cinc2017Params,
+        fetch=fetch,
+        table=table,
+    )
+)

@@ -1,9 +1,6 @@
-"""Your own data: windows + labels from a folder, into the same Parquet contract.
+"""Your own data: the files a ``kind: custom`` section points at, read into rows.
 
-A params.yaml section ``<name>: {kind: custom, fetch: {path: FOLDER}, ...}``
-plus ``<name>`` in ``datasets`` runs the usual fetch -> parquet ->
-spectrogram stages on the files of FOLDER. Accepted (one format per folder,
-docs/datasets/custom.md has examples):
+Accepted (one format per folder, docs/datasets/custom.md has examples):
 
 - ``*.parquet``: ``label`` + ``signal`` (list of C*L floats, row-major
   channels × samples; ``n_channels`` column when C > 1), optional
@@ -17,8 +14,7 @@ docs/datasets/custom.md has examples):
   after; ``*_TRAIN.tsv`` / ``*_TEST.tsv`` give the split with
   ``split_from_file``.
 
-A bad row (ragged CSV/TSV line, NaN, flat line) is rejected with its reason;
-the build fails only when fewer than ``min_keep_fraction`` rows remain.
+A bad row (ragged CSV/TSV line, NaN, flat line) is rejected with its reason.
 """
 
 from __future__ import annotations
@@ -31,14 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from trls_core.config import CustomParquetParams
-from trls_core.data.parquet import windows_frame
-from trls_core.data.wfdb_mat import resample
-from trls_core.data.windows import assign_splits
 from trls_core.errors import DataError
-
 
 FORMATS: dict[str, str] = {".parquet": "parquet", ".csv": "csv", ".npz": "npz", ".tsv": "ucr"}
 ID_COLUMNS = ("label", "record_id", "subject_id", "split", "fs", "n_channels")
@@ -97,8 +87,13 @@ def fetch_custom(dest: Path, source: Path) -> dict[str, Any]:
             digest = sha256_file(tmp / f.name)
             entries[f.name] = {"sha256": digest, "bytes": f.stat().st_size}
             h.update(f.name.encode() + b"\0" + digest.encode())
-        manifest = {"dataset": "custom", "source": "folder", "format": fmt, "files": entries,
-                    "content_digest": h.hexdigest()}
+        manifest = {
+            "dataset": "custom",
+            "source": "folder",
+            "format": fmt,
+            "files": entries,
+            "content_digest": h.hexdigest(),
+        }
         write_json(tmp / "MANIFEST.json", manifest)
     return manifest
 
@@ -113,11 +108,19 @@ def _read_table_rows(rows: Rows, records: list[dict[str, Any]], samples: list[np
         rid = str(_opt(rec, "record_id") or f"{where}:{i}")
         c = int(_opt(rec, "n_channels") or 1)
         if sig.size % c:
-            rows.rejected.append({"record_id": rid, "reason": f"{where} row {i}: {sig.size} samples not divisible by n_channels {c}"})
+            rows.rejected.append(
+                {"record_id": rid, "reason": f"{where} row {i}: {sig.size} samples not divisible by n_channels {c}"}
+            )
             continue
         fs = _opt(rec, "fs")
-        rows.add(sig.reshape(c, -1), rec.get("label"), rid, _opt(rec, "subject_id"), _opt(rec, "split"),
-                 float(fs) if fs is not None else None)
+        rows.add(
+            sig.reshape(c, -1),
+            rec.get("label"),
+            rid,
+            _opt(rec, "subject_id"),
+            _opt(rec, "split"),
+            float(fs) if fs is not None else None,
+        )
 
 
 def read_parquet_file(path: Path, rows: Rows) -> None:
@@ -151,8 +154,13 @@ def read_csv_file(path: Path, rows: Rows, ucr: bool = False) -> None:
             if width is None:
                 width = len(cells)
             if len(cells) != width:
-                rows.rejected.append({"record_id": rid, "reason": f"{path.name} line {line_no}: ragged row, "
-                                      f"{len(cells)} fields where the {'first row' if ucr else 'header'} has {width}"})
+                rows.rejected.append(
+                    {
+                        "record_id": rid,
+                        "reason": f"{path.name} line {line_no}: ragged row, "
+                        f"{len(cells)} fields where the {'first row' if ucr else 'header'} has {width}",
+                    }
+                )
                 continue
             if ucr:
                 rec: dict[str, Any] = {"label": cells[0].strip(), "split": split_hint, "record_id": rid}
@@ -165,7 +173,9 @@ def read_csv_file(path: Path, rows: Rows, ucr: bool = False) -> None:
             try:
                 sig = np.array([float(v) if v.strip() else np.nan for v in values], dtype=np.float64)
             except ValueError as exc:
-                rows.rejected.append({"record_id": rid, "reason": f"{path.name} line {line_no}: non-numeric sample ({exc})"})
+                rows.rejected.append(
+                    {"record_id": rid, "reason": f"{path.name} line {line_no}: non-numeric sample ({exc})"}
+                )
                 continue
             _read_table_rows(rows, [rec], [sig], path.name)
 
@@ -190,7 +200,9 @@ def read_npz_file(path: Path, rows: Rows) -> None:
     x = arrays["x"]
     x = x[:, None, :] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[0] != arrays["y"].shape[0]:
-        raise DataError(f"{path}: x must be (N, L) or (N, C, L) with N = len(y); got x {arrays['x'].shape}, y {arrays['y'].shape}")
+        raise DataError(
+            f"{path}: x must be (N, L) or (N, C, L) with N = len(y); got x {arrays['x'].shape}, y {arrays['y'].shape}"
+        )
     n = x.shape[0]
     fs = float(arrays["fs"]) if "fs" in arrays else None
     if "channel_names" in arrays:
@@ -202,7 +214,7 @@ def read_npz_file(path: Path, rows: Rows) -> None:
         rows.add(x[i], arrays["y"][i].item(), rid, sid, split, fs)
 
 
-def _check_rows(rows: Rows, p: CustomParquetParams) -> np.ndarray:
+def check_rows(rows: Rows) -> np.ndarray:
     """Keep mask over rows: same shape as the first row, finite, not flat."""
     shape = rows.x[0].shape if rows.x else None
     keep = np.ones(len(rows.x), dtype=bool)
@@ -222,7 +234,7 @@ def _check_rows(rows: Rows, p: CustomParquetParams) -> np.ndarray:
     return keep
 
 
-def _encode_labels(values: list[Any], class_names: list[str] | None) -> tuple[np.ndarray, list[str]]:
+def encode_labels(values: list[Any], class_names: list[str] | None) -> tuple[np.ndarray, list[str]]:
     """Labels -> 0..K-1 and class names (given, else sorted unique values; numbers sort numerically).
 
     With ``class_names`` given, labels are either those names or integer
@@ -249,80 +261,3 @@ def _encode_labels(values: list[Any], class_names: list[str] | None) -> tuple[np
         raise DataError(f"labels {unknown[:5]} not in parquet.class_names {names}")
     index = {n: k for k, n in enumerate(names)}
     return np.asarray([index[t] for t in text], dtype=np.int64), names
-
-
-def build_custom_table(raw_dir: Path, p: CustomParquetParams) -> tuple[pa.Table, dict[str, Any]]:
-    """Read every file of ``raw_dir`` (copied by the fetch) into the windows contract."""
-    fmt, files = data_files(raw_dir)
-    if p.format != "auto" and p.format != fmt:
-        raise DataError(f"{raw_dir}: parquet.format is {p.format!r} but the files are {fmt!r}")
-    rows = Rows()
-    for f in files:
-        if fmt == "parquet":
-            read_parquet_file(f, rows)
-        elif fmt == "npz":
-            read_npz_file(f, rows)
-        else:
-            read_csv_file(f, rows, ucr=fmt == "ucr")
-    n_total = len(rows.x) + len(rows.rejected)
-    keep = _check_rows(rows, p)
-    if not keep.any():
-        raise DataError(f"{raw_dir}: no usable window (rejected {len(rows.rejected)}, first: {rows.rejected[:3]})")
-    idx = np.flatnonzero(keep)
-    fs_vals = {rows.fs[i] for i in idx} - {None}
-    if len(fs_vals) > 1:
-        raise DataError(f"{raw_dir}: windows have different fs {sorted(fs_vals)}; one rate per dataset")
-    fs = p.fs or (fs_vals.pop() if fs_vals else None)
-    if fs is None:
-        raise DataError(f"{raw_dir}: no sampling rate: set parquet.fs or give an fs column/array")
-    x = np.stack([rows.x[i] for i in idx])
-    names = rows.channel_names or [f"ch{k}" for k in range(x.shape[1])]
-    if p.channels is not None:
-        missing = [c for c in p.channels if c not in names]
-        if missing:
-            raise DataError(f"{raw_dir}: channel(s) {missing} not found (channels: {names})")
-        x = x[:, [names.index(c) for c in p.channels]]
-        names = list(p.channels)
-    if p.target_fs is not None and p.target_fs != fs:
-        x = resample(x, fs, p.target_fs)
-        fs = p.target_fs
-    kept = len(idx)
-    if kept / max(n_total, 1) < p.min_keep_fraction:
-        raise DataError(f"{raw_dir}: only {kept} of {n_total} windows usable (< parquet.min_keep_fraction "
-                        f"{p.min_keep_fraction:.0%}); first rejected: {rows.rejected[:3]}")
-    labels, class_names = _encode_labels([rows.label[i] for i in idx], p.class_names)
-    rid = np.asarray([rows.record_id[i] for i in idx])
-    sid = np.asarray([rows.subject_id[i] for i in idx])
-    split = _splits(labels, rid, sid, [rows.split[i] for i in idx], p)
-    wid = np.char.add(np.char.add(rid.astype(str), "#"), np.arange(kept).astype(str))
-    table = windows_frame(x, window_id=wid, record_id=rid, subject_id=sid, split=split, label=labels,
-                          label_name=np.asarray(class_names)[labels], fs=float(fs))
-    names_s, counts = np.unique(split, return_counts=True)
-    meta = {
-        "dataset_version": "custom",
-        "format": fmt,
-        "tasks": {"label": {"column": "label", "classes": class_names}},
-        "protocol": "from_file" if p.split_from_file else ("random" if p.group_by == "window" else "grouped"),
-        "group": {"record": "record_id", "subject": "subject_id", "window": None}[p.group_by],
-        "seed": p.seed, "val_frac": p.val_frac, "test_frac": p.test_frac,
-        "window": int(x.shape[-1]), "fs": float(fs), "channels": names,
-        "n_records": int(np.unique(rid).size), "n_windows": kept,
-        "n_per_split": {s: 0 for s in ("train", "val", "test")} | {str(a): int(b) for a, b in zip(names_s, counts)},
-        "rejected": sorted(rows.rejected, key=lambda r: r["record_id"]),
-    }
-    return table, meta
-
-
-def _splits(labels: np.ndarray, rid: np.ndarray, sid: np.ndarray, given: list[str | None], p: CustomParquetParams) -> np.ndarray:
-    if not p.split_from_file:
-        groups = {"record": rid, "subject": sid, "window": None}[p.group_by]
-        return assign_splits(labels, groups, "random" if groups is None else "grouped", p.val_frac, p.test_frac, p.seed)
-    split = np.asarray([s or "" for s in given], dtype=object)
-    bad = sorted({s for s in split if s not in ("train", "val", "test")})
-    if bad:
-        raise DataError(f"split_from_file: split values {bad} (expected train/val/test for every window)")
-    if not (split == "val").any():  # UCR ships TRAIN/TEST only: carve val out of train, grouped
-        tr = np.flatnonzero(split == "train")
-        sub = assign_splits(labels[tr], rid[tr], "grouped", p.val_frac, 0.0, p.seed)
-        split[tr[sub == "val"]] = "val"
-    return split.astype(str)

@@ -1,15 +1,22 @@
-"""Bonn zip reader: parsing the real layout, and every malformed-input error."""
+"""The epilepsy plugin: the Bonn zip reader (the real layout, every malformed-input error) and the windows table."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trls_core.data.bonn import content_digest, read_bonn, read_bonn_zip
+from tests.settings import section
+from trls_core.data.parquet import signals_array, write_windows
+from trls_core.datasets.epilepsy import build_epilepsy_table
+from trls_core.datasets.epilepsy.source import content_digest, fetch_bonn, read_bonn, read_bonn_zip
 from trls_core.errors import DataError
+
+#: params.yaml's epilepsy.parquet (the TS-TCC protocol)
+EPILEPSY = section("epilepsy.parquet").model_dump()
 
 
 def write_zip(path: Path, members: dict[str, str]) -> Path:
@@ -119,3 +126,51 @@ def test_missing_set_zip_named(tiny_bonn_mirror: Path) -> None:
     assert read_bonn(tiny_bonn_mirror, sets="ZONS").signals.shape[0] == 12
     with pytest.raises(DataError, match="unknown Bonn set 'X'"):
         read_bonn(tiny_bonn_mirror, sets="ZX")
+
+
+def test_build_epilepsy_table_tiny(tiny_bonn_mirror: Path) -> None:
+    data = read_bonn(tiny_bonn_mirror)
+    table, meta = build_epilepsy_table(data, **{**EPILEPSY, "seed": 1})
+    assert table.num_rows == 15 * 23
+    ids = table["window_id"].to_pylist()
+    assert ids[:2] == ["Z001_00", "Z001_01"] and ids[22] == "Z001_22" and ids[-1] == "S003_22"
+    assert table["record_id"].to_pylist() == table["subject_id"].to_pylist()
+    assert sum(table["label_binary"].to_pylist()) == 3 * 23
+    assert set(zip(table["label"].to_pylist(), table["label_name"].to_pylist())) == set(enumerate("ZONFS"))
+    assert set(table["label_binary_name"].to_pylist()) == {"seizure", "non-seizure"}
+    x = signals_array(table)
+    np.testing.assert_array_equal(x[23 * 4 + 1, 0], data.signals[4, 0, 178:356])  # O002 window 1
+    assert meta["tasks"]["binary"] == {"column": "label_binary", "classes": ["non-seizure", "seizure"]}
+    assert meta["tasks"]["five_set"]["classes"] == ["Z", "O", "N", "F", "S"]
+    assert meta["n_per_split"] == {"train": 221, "val": 55, "test": 69}
+    assert meta["dropped_samples_per_record"] == 3 and meta["source_content_digest"] == data.content_digest
+    grouped, gmeta = build_epilepsy_table(
+        data, **{**EPILEPSY, "protocol": "grouped", "val_frac": 0.2, "test_frac": 0.2, "seed": 0}
+    )
+    pairs = set(zip(grouped["record_id"].to_pylist(), grouped["split"].to_pylist()))
+    assert len(pairs) == 15  # each record in exactly one split
+    assert gmeta["protocol"] == "grouped" and sum(gmeta["n_per_split"].values()) == 345
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("TRLS_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.realdata
+def test_real_bonn_mirror(tmp_path: Path) -> None:
+    mirror = _shared_data() / "bonn-eeg"
+    if not mirror.is_dir():
+        pytest.skip(f"real Bonn data not found at {mirror} (set TRLS_SHARED_DATA)")
+    manifest = fetch_bonn(tmp_path / "epilepsy", _shared_data())
+    assert manifest["n_segments"] == 500
+    data = read_bonn(tmp_path / "epilepsy")
+    assert data.signals.shape == (500, 1, 4097)
+    assert data.content_digest == manifest["content_digest"]
+    table, meta = build_epilepsy_table(data, **EPILEPSY)
+    assert table.num_rows == 11_500
+    assert sum(table["label_binary"].to_pylist()) == 2_300
+    assert meta["n_per_split"] == {"train": 7360, "val": 1840, "test": 2300}
+    digest = write_windows(table, tmp_path / "windows.parquet", meta)
+    assert len(digest) == 64
+    assert signals_array(tmp_path / "windows.parquet", split="test").shape == (2300, 1, 178)

@@ -1,4 +1,4 @@
-"""Reader for the Bonn University epilepsy EEG sets (Andrzejak et al. 2001).
+"""The Bonn University epilepsy EEG sets (Andrzejak et al. 2001): fetch and reader.
 
 The source distributes one zip per set (Z, O, N, F, S = A..E), each holding
 100 single-channel segments as text files of 4097 integer samples, one per
@@ -8,20 +8,33 @@ on the *parsed* samples and treats member names case-insensitively.
 
 Every malformed input raises :class:`DataError` naming the zip, the member
 and the line, because a silently skipped segment would change the benchmark.
+
+``data/raw/epilepsy/`` holds exactly what the source distributes. The fetch
+is all-or-nothing: files are gathered and verified (by parsing, since the
+official zips and the mirror's are packed differently) in a temporary folder
+that replaces ``dest`` only on success, so a failed fetch never leaves a
+half-populated folder nor damages a previous good one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import shutil
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
+from trls_core.data.download import download
 from trls_core.errors import DataError
+from trls_core.io import atomic_dir, sha256_file, write_json
+
+logger = logging.getLogger(__name__)
 
 #: Set letter -> description, in the canonical order used for ``set_index``.
 BONN_SETS: dict[str, str] = {
@@ -166,9 +179,7 @@ def content_digest(record_ids: Sequence[str], signals: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def read_bonn(
-    raw_dir: Path, sets: Sequence[str] = "ZONFS", expected_samples: int = SAMPLES_PER_SEGMENT
-) -> BonnData:
+def read_bonn(raw_dir: Path, sets: Sequence[str] = "ZONFS", expected_samples: int = SAMPLES_PER_SEGMENT) -> BonnData:
     """Read the requested sets from ``raw_dir`` (holding ``Z.zip`` ... ``S.zip``).
 
     Sets are returned in canonical order Z, O, N, F, S whatever order is asked.
@@ -200,3 +211,103 @@ def read_bonn(
         set_names=list(SET_ORDER),
         content_digest=content_digest(all_ids, signals),
     )
+
+
+# ------------------------------------------------------------------ fetch
+#: Official download of each set (Andrzejak et al. 2001, University of Bonn).
+BONN_URLS: dict[str, str] = {
+    "Z": "https://www.ukbonn.de/site/assets/files/21874/z.zip",
+    "O": "https://www.ukbonn.de/site/assets/files/21872/o.zip",
+    "N": "https://www.ukbonn.de/site/assets/files/21871/n.zip",
+    "F": "https://www.ukbonn.de/site/assets/files/21870/f.zip",
+    "S": "https://www.ukbonn.de/site/assets/files/21875/s.zip",
+}
+
+MIRROR_SUBDIR = "bonn-eeg"
+
+
+def resolve_bonn_mirror(mirror: Path) -> Path:
+    """The folder holding the set zips: ``mirror/bonn-eeg`` if present, else ``mirror``."""
+    mirror = Path(mirror)
+    if not mirror.is_dir():
+        raise DataError(f"Bonn mirror folder not found: {mirror}")
+    sub = mirror / MIRROR_SUBDIR
+    return sub if sub.is_dir() else mirror
+
+
+def fetch_bonn(
+    dest: Path,
+    mirror: Path | None,
+    urls: dict[str, str] | None = None,
+    expected_segments: int = 100,
+    expected_samples: int = 4097,
+    timeout: float = 60,
+    retries: int = 3,
+    backoff_s: float = 1.0,
+) -> dict[str, Any]:
+    """Populate ``dest`` with the five Bonn zips (Z, O, N, F, S) and ``MANIFEST.json``.
+
+    Source: ``mirror`` when given (the folder holding ``bonn-eeg/`` or that
+    folder itself; no fallback to the network, so an offline run never tries
+    it), else ``urls`` (default :data:`BONN_URLS`). Each zip is copied byte
+    for byte and verified by parsing it: ``expected_segments`` segments of
+    ``expected_samples`` finite numbers. The manifest records per-file sha256,
+    size and segment count, and a ``content_digest`` over the parsed samples
+    that is equal for any packing of the same data. Returns the manifest.
+    """
+    dest = Path(dest)
+    if mirror is not None:
+        folder = resolve_bonn_mirror(Path(mirror))
+        sources: dict[str, Path] = {}
+        for letter in SET_ORDER:
+            found = find_set_zip(folder, letter)
+            if found is None:
+                raise DataError(f"Bonn mirror: missing {letter}.zip in {folder.resolve()}")
+            sources[letter] = found
+        source = "mirror"  # no absolute path: the manifest (a DVC output) must not differ by machine
+    else:
+        urls = dict(BONN_URLS if urls is None else urls)
+        missing = [s for s in SET_ORDER if s not in urls]
+        if missing:
+            raise DataError(f"no download URL for Bonn set(s) {', '.join(missing)}")
+        source = "url"
+
+    files: dict[str, Any] = {}
+    all_ids: list[str] = []
+    all_signals: list[np.ndarray] = []
+    with atomic_dir(dest) as tmp:
+        for letter in SET_ORDER:
+            target = tmp / f"{letter}.zip"
+            if mirror is not None:
+                shutil.copyfile(sources[letter], target)
+                origin = f"mirror:bonn-eeg/{sources[letter].name}"
+            else:
+                download(urls[letter], target, timeout, retries, backoff_s)
+                origin = urls[letter]
+            ids, signals = read_bonn_zip(target, letter, expected_samples)
+            if len(ids) != expected_segments:
+                raise DataError(f"{origin}: set {letter} has {len(ids)} segments, expected {expected_segments}")
+            files[target.name] = {
+                "set": letter,
+                "description": BONN_SETS[letter],
+                "origin": origin,
+                "sha256": sha256_file(target),
+                "bytes": target.stat().st_size,
+                "n_segments": len(ids),
+                "n_samples": int(signals.shape[1]),
+            }
+            all_ids.extend(ids)
+            all_signals.append(signals)
+        manifest: dict[str, Any] = {
+            "dataset": "epilepsy",
+            "source": source,
+            "fs": FS_HZ,
+            "sets": list(SET_ORDER),
+            "files": files,
+            "n_segments": len(all_ids),
+            "content_digest": content_digest(all_ids, np.concatenate(all_signals)),
+        }
+        write_json(tmp / "MANIFEST.json", manifest)
+    if mirror is not None:
+        logger.info("Bonn EEG copied from mirror %s", folder.resolve())
+    return manifest
