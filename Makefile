@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: setup run pipeline run-bare ui test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare clean-venv
+.PHONY: setup run pipeline run-bare ui test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare study clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -75,6 +75,14 @@ bench-orchestration: setup
 compare: setup
 	$(BIN)/dvc repro
 	$(BIN)/trls compare $(foreach m,$(METHODS),--method $(m)) $(if $(DATASET),--dataset $(DATASET))
+
+# A validation study (experiments/<name>.yaml): its variants pretrained and scored on held-out
+# validation -> reports/studies/<name>.{csv,md}, one MLflow parent run with a child per variant;
+# e.g. make study STUDY=experiments/epilepsy_epochs.yaml  (trls study ... --dry-run lists the variants)
+study: setup
+	@test -n "$(STUDY)" || { echo "usage: make study STUDY=experiments/<name>.yaml"; exit 2; }
+	$(BIN)/dvc repro
+	$(BIN)/trls study $(STUDY)
 
 # Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json

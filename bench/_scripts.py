@@ -1,30 +1,15 @@
-"""Load another bench script as a module: bench/ holds scripts, not a package.
+"""Helpers shared by the bench scripts (bench/ holds scripts, not a package).
 
 ``python bench/x.py`` puts bench/ first on sys.path, so a script imports
-this helper by name and reuses a sibling's functions without copying them.
+this module by name.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 BENCH = Path(__file__).resolve().parent
-
-
-def load_script(name: str) -> ModuleType:
-    """``bench/<name>.py`` as a module (loaded once per process)."""
-    key = f"trls_bench_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[key] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run_trls(*args: str) -> float:

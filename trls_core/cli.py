@@ -236,6 +236,48 @@ def compare(
     _guard(go)
 
 
+@app.command()
+def study(
+    overlay: Path = typer.Argument(..., help="the study overlay, e.g. experiments/epilepsy_epochs.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate every variant, print them resolved, run nothing"),
+    variants: list[str] | None = typer.Option(
+        None, "--variant", "-v", help="run only this variant (repeatable; default: all)"
+    ),
+    params: Path = ParamsOpt,
+    root: Path = RootOpt,
+    sets: list[str] | None = SetOpt,
+    no_track: bool = typer.Option(False, "--no-track", help="do not record MLflow runs"),
+) -> None:
+    """A validation study: the overlay's variants pretrained and scored on held-out validation.
+
+    Writes reports/studies/<name>.{csv,md}; MLflow: one parent run, one child per variant.
+    --set applies over every variant (e.g. --set pretrain.device=cuda).
+    """
+    from trls_core.study.plan import describe, plan_study
+
+    def go() -> None:
+        import yaml
+
+        study_, plan = plan_study(overlay, params, sets, variants)  # a bad overlay fails before Prefect starts
+        if dry_run:
+            doc = describe(study_, plan, params)
+            typer.echo(yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=None))
+            return
+        from flows.study import study_flow
+
+        out = study_flow(
+            overlay=str(overlay.resolve()),
+            root=str(root),
+            params_path=str(params.resolve()),
+            sets=sets or None,
+            variants=variants or None,
+            track=not no_track,
+        )
+        typer.echo(json.dumps(out["files"], indent=2))
+
+    _guard(go)
+
+
 def main() -> None:  # pragma: no cover - console entry
     from trls_core.runtime import exit_on_sigterm, quiet_defaults, tune_malloc
 

@@ -175,7 +175,7 @@ def selection_score(
     has ~9 of the 2,000 selection windows; choosing by 4-class macro-F1 let
     those few windows decide a quarter of the choice, and choosing by the
     reported score gave better probes on held-out validation windows
-    (``bench/cinc_select_val.py``).
+    (``experiments/cinc_select.yaml``; ``bench/results/cinc_select_val.json``).
     """
     if select_classes:
         return subset_f1(y_true, y_pred, class_names, select_classes)
