@@ -9,6 +9,7 @@ without an MLflow store. Flows import it only when tracking is on.
 - :mod:`~trls_core.tracking.store`: clients, experiments, the process-wide URI;
 - :mod:`~trls_core.tracking.runs`: :class:`Tracker` (one run by id), :func:`resume_run`;
 - :mod:`~trls_core.tracking.evaluation`: an evaluation report as run metrics and artifacts;
+- :mod:`~trls_core.tracking.study`: a study variant's child run (params and validation metrics);
 - :mod:`~trls_core.tracking.served_model`: the pyfunc model (raw windows -> embeddings);
 - :mod:`~trls_core.tracking.registry`: registration (``challenger``), promotion (``champion``), loading.
 
