@@ -210,3 +210,76 @@ def test_set_overrides_are_validated_like_params() -> None:
         parse_overrides(["pretrain.epochs"])
     with pytest.raises(ConfigError, match="label_pool and val_windows must be null"):
         load_params(profile="cinc_record", sets=["evaluate.label_pool=100"])
+
+
+def test_record_batches_cover_every_record_once_per_pass() -> None:
+    from trls_core.evaluate.finetuning import _RecordBatches
+
+    rec = np.array([5, 5, 7, 9, 9, 9, 7, 11])  # windows of 4 records, interleaved
+    g = Groups.of(rec)
+    labels = torch.tensor([0, 1, 0, 1])
+    batches = _RecordBatches(g, 2, labels)
+    gen = torch.Generator().manual_seed(0)
+    batches.shuffle(gen)
+    seen = []
+    for _ in range(2):
+        idx, seg, yb = batches.next(gen)
+        rows = np.unique(g.inverse[idx.numpy()])
+        assert len(rows) == 2 and len(yb) == 2
+        for k in range(2):  # seg k holds exactly the windows of the k-th record of the batch
+            mine = idx.numpy()[seg.numpy() == k]
+            assert len(np.unique(g.inverse[mine])) == 1
+            r = g.inverse[mine[0]]
+            assert sorted(mine) == sorted(np.flatnonzero(g.inverse == r)) and int(yb[k]) == int(labels[r])
+        seen.extend(rows.tolist())
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_record_loss_trains_on_record_means() -> None:
+    """loss='record': from a random head on a frozen encoder, training on the mean window logits of
+    each record learns the record task; without record ids it is refused."""
+    torch.manual_seed(0)
+    enc = nn.Flatten()
+    (x, y, r), (xv, yv, rv), (xt, yt, rt) = _record_data(200, 0, 8), _record_data(40, 1, 8), _record_data(60, 2, 8)
+    kw = dict(
+        epochs=4,
+        batch_size=64,
+        lr=5e-2,
+        encoder_lr=0.0,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        head_init="random",
+    )
+    out = finetune(
+        enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], train_records=r, val_records=rv, test_records=rt, loss="record", **kw
+    )
+    assert out["best_epoch"] >= 1 and out["accuracy"] >= 0.75  # chance 0.5; 0.8 measured
+    losses = [h["train_loss"] for h in out["history"]]
+    assert losses[-1] < losses[0]
+    with pytest.raises(DataError, match="loss 'record' needs record ids"):
+        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], loss="record", **kw)
+    with pytest.raises(DataError, match="evaluate.finetune.loss"):
+        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], loss="records", **kw)
+
+
+def test_frozen_batchnorm_keeps_the_pretrained_statistics() -> None:
+    """batch_norm='frozen': fine-tuning leaves the encoder's BatchNorm running statistics as they were;
+    'train' replaces them with the fine-tuning batches' (what shifts the features under an LP head)."""
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 8), nn.BatchNorm1d(8), nn.ReLU())
+    with torch.no_grad():  # statistics "from pretraining" that differ from the data's
+        enc[2].running_mean.fill_(3.0)
+        enc[2].running_var.fill_(5.0)
+    (x, y, r), (xv, yv, rv), (xt, yt, rt) = _record_data(40, 0), _record_data(16, 1), _record_data(20, 2)
+    kw = dict(epochs=1, batch_size=16, lr=1e-3, encoder_lr=1e-3, weight_decay=0.0, seed=0, progress=False)
+    # a random head and one epoch: the kept state is the trained one (no probe start competes as epoch 0)
+    kw.update(head_init="random", return_model=True, train_records=r, val_records=rv, test_records=rt)
+    frozen = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], batch_norm="frozen", **kw)["model"]
+    torch.testing.assert_close(frozen.encoder[2].running_mean, torch.full((8,), 3.0))
+    torch.testing.assert_close(frozen.encoder[2].weight, enc[2].weight)  # affine weights not trained either
+    assert frozen.encoder[1].weight.ne(enc[1].weight).any()  # the rest of the encoder did train
+    adapted = finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], batch_norm="train", **kw)["model"]
+    assert (adapted.encoder[2].running_mean - 3.0).abs().max() > 0.1  # moved towards the batches' statistics
+    with pytest.raises(DataError, match="batch_norm"):
+        finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], batch_norm="eval", **kw)

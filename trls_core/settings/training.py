@@ -149,6 +149,12 @@ class FinetuneParams(Strict):
     patience: int = Field(gt=0)
     class_weight: bool
     max_steps_per_epoch: int | None = Field(gt=0)  # CPU budget: bounded rounds; None: full passes
+    # what the cross-entropy is taken on: `window` (each window with its record's label) or `record`
+    # (the mean window logits of each record, the score that is reported; needs evaluate.level: record)
+    loss: Literal["window", "record"]
+    # `frozen`: the encoder's BatchNorm layers stay in eval mode (pretrained running statistics, which
+    # BYOL fitted on augmented views); `train`: they adapt to the fine-tuning batches
+    batch_norm: Literal["train", "frozen"]
 
 
 class EvaluateParams(Strict):

@@ -151,6 +151,9 @@ class EvalContext:
             blob["encoder_sha256"] = self._load(pretrain_seed_for(self.params, unit.seed))[1]
         if unit.method == "finetune":
             blob["finetune"] = ev.finetune.model_dump()
+            for key, default in (("loss", "window"), ("batch_norm", "train")):
+                if blob["finetune"][key] == default:  # only when set, so results stored before it stay current
+                    del blob["finetune"][key]
         if unit.method == "random_encoder_linear":
             blob["model"] = self.params.model.model_dump()
         budget = evaluation_budget(ev)
