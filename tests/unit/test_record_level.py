@@ -213,12 +213,12 @@ def test_set_overrides_are_validated_like_params() -> None:
 
 
 def test_record_batches_cover_every_record_once_per_pass() -> None:
-    from trls_core.evaluate.finetuning import _RecordBatches
+    from trls_core.evaluate.record_batches import RecordBatches
 
     rec = np.array([5, 5, 7, 9, 9, 9, 7, 11])  # windows of 4 records, interleaved
     g = Groups.of(rec)
     labels = torch.tensor([0, 1, 0, 1])
-    batches = _RecordBatches(g, 2, labels)
+    batches = RecordBatches(g, 2, labels)
     gen = torch.Generator().manual_seed(0)
     batches.shuffle(gen)
     seen = []

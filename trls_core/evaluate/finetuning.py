@@ -14,8 +14,8 @@ from torch import nn
 
 from trls_core.arrays import as_tensor, check_pair, to_numpy_labels
 from trls_core.errors import DataError
-from trls_core.evaluate.embedding import embed
-from trls_core.evaluate.probing import select_and_fit
+from trls_core.evaluate.lpft import Classifier, init_head_from_probe
+from trls_core.evaluate.record_batches import RecordBatches
 from trls_core.metrics import classification_metrics, selection_score
 from trls_core.pooling import Groups
 
@@ -29,18 +29,6 @@ def fraction_key(fraction: float) -> str:
     flows) agree on the spelling.
     """
     return str(float(fraction))
-
-
-class _Classifier(nn.Module):
-    """Encoder + linear head; a named module so the state dict keys are stable."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
 
 
 @torch.no_grad()
@@ -79,85 +67,6 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
-
-
-class _RecordBatches:
-    """Batches of whole training records for the record-level loss.
-
-    Each batch is ``per_batch`` records (a fresh permutation each pass, no
-    short last batch) with all their windows; ``seg`` maps each window to its
-    record's position in the batch, so the caller can average window logits
-    per record.
-    """
-
-    def __init__(self, groups: Groups, per_batch: int, labels: torch.Tensor) -> None:
-        self.groups = groups
-        self.per_batch = min(int(per_batch), groups.n)
-        self.labels = labels
-        self.order = torch.arange(groups.n)
-        self.pos = 0
-
-    def shuffle(self, gen: torch.Generator) -> None:
-        self.order, self.pos = torch.randperm(self.groups.n, generator=gen), 0
-
-    def next(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.pos + self.per_batch > self.groups.n:
-            self.shuffle(gen)
-        rows = self.order[self.pos : self.pos + self.per_batch].numpy()
-        self.pos += self.per_batch
-        g = self.groups
-        windows = np.concatenate([g.order[g.starts[r] : g.starts[r] + g.counts[r]] for r in rows])
-        seg = np.repeat(np.arange(len(rows)), g.counts[rows])
-        return torch.as_tensor(windows), torch.as_tensor(seg), self.labels[torch.as_tensor(rows)]
-
-
-@torch.no_grad()
-def _init_head_from_probe(
-    model: _Classifier,
-    x_train: torch.Tensor,
-    y_train: np.ndarray,
-    x_val: torch.Tensor,
-    y_val: np.ndarray,
-    n_classes: int,
-    class_names: Sequence[str],
-    seed: int,
-    grid: Sequence[float],
-    batch_size: int,
-    device: str | torch.device,
-    select_classes: Sequence[str] | None = None,
-    train_groups: Groups | None = None,
-    val_groups: Groups | None = None,
-) -> None:
-    """Set ``model.head`` to the validation-tuned logistic regression on frozen features.
-
-    With groups the probe is fitted on record means of the embeddings: a
-    linear head applied to each window and averaged gives exactly the
-    probe's record logits, so fine-tuning starts from the record-level probe.
-    """
-    from threadpoolctl import threadpool_limits
-
-    z_tr = embed(model.encoder, x_train, batch_size=batch_size, device=device)
-    z_va = embed(model.encoder, x_val, batch_size=batch_size, device=device)
-    if train_groups is not None:
-        z_tr, y_train = train_groups.mean(z_tr), train_groups.labels(y_train, "finetune train")
-    if val_groups is not None:
-        z_va, y_val = val_groups.mean(z_va), val_groups.labels(y_val, "finetune val")
-    with threadpool_limits(limits=1):
-        clf, scaler, _, _ = select_and_fit(
-            z_tr, y_train, z_va, y_val, class_names, seed, [float(c) for c in grid], 2000, select_classes
-        )
-    coef = clf.coef_ / scaler.scale_[None, :]
-    bias = clf.intercept_ - (clf.coef_ * (scaler.mean_ / scaler.scale_)[None, :]).sum(axis=1)
-    classes = np.asarray(clf.classes_)
-    weight = np.zeros((n_classes, coef.shape[1]))
-    b = np.full(n_classes, -20.0)  # classes absent from the subset start (almost) impossible
-    if coef.shape[0] == 1:  # binary: sklearn keeps one row, logit(classes[1]) - logit(classes[0])
-        weight[classes[1]], b[classes[1]] = coef[0], bias[0]
-        weight[classes[0]], b[classes[0]] = 0.0, 0.0
-    else:
-        weight[classes], b[classes] = coef, bias
-    model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
-    model.head.bias.copy_(torch.as_tensor(b, dtype=model.head.bias.dtype))
 
 
 def finetune(
@@ -301,9 +210,9 @@ def finetune(
         with torch.no_grad():
             enc.eval()
             rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
-        model = _Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
+        model = Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
         if head_init == "linear_probe":
-            _init_head_from_probe(
+            init_head_from_probe(
                 model,
                 x_train,
                 ytr,
@@ -342,7 +251,7 @@ def finetune(
         batches = None
         if ytr_records is not None and g_tr is not None:
             # records per batch so that a batch holds about `batch_size` windows on average
-            batches = _RecordBatches(g_tr, max(1, round(bs * g_tr.n / n)), torch.as_tensor(ytr_records))
+            batches = RecordBatches(g_tr, max(1, round(bs * g_tr.n / n)), torch.as_tensor(ytr_records))
             steps = max(math.ceil(g_tr.n / batches.per_batch), int(min_steps_per_epoch))
         if max_steps_per_epoch is not None:
             steps = max(1, min(steps, int(max_steps_per_epoch)))

@@ -1,0 +1,81 @@
+"""The linear-probe half of LP-FT (Kumar et al. 2022): the classifier module and its probe-fitted head.
+
+Why its own module: fine-tuning starts from the validation-tuned logistic
+regression on frozen features, with the standardisation folded into the
+linear head, so the model at "epoch 0" predicts exactly what the probe does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from trls_core.evaluate.embedding import embed
+from trls_core.evaluate.probing import select_and_fit
+from trls_core.pooling import Groups
+
+__all__ = ["Classifier", "init_head_from_probe"]
+
+
+class Classifier(nn.Module):
+    """Encoder + linear head; a named module so the state dict keys are stable."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+@torch.no_grad()
+def init_head_from_probe(
+    model: Classifier,
+    x_train: torch.Tensor,
+    y_train: np.ndarray,
+    x_val: torch.Tensor,
+    y_val: np.ndarray,
+    n_classes: int,
+    class_names: Sequence[str],
+    seed: int,
+    grid: Sequence[float],
+    batch_size: int,
+    device: str | torch.device,
+    select_classes: Sequence[str] | None = None,
+    train_groups: Groups | None = None,
+    val_groups: Groups | None = None,
+) -> None:
+    """Set ``model.head`` to the validation-tuned logistic regression on frozen features.
+
+    With groups the probe is fitted on record means of the embeddings: a
+    linear head applied to each window and averaged gives exactly the
+    probe's record logits, so fine-tuning starts from the record-level probe.
+    """
+    from threadpoolctl import threadpool_limits
+
+    z_tr = embed(model.encoder, x_train, batch_size=batch_size, device=device)
+    z_va = embed(model.encoder, x_val, batch_size=batch_size, device=device)
+    if train_groups is not None:
+        z_tr, y_train = train_groups.mean(z_tr), train_groups.labels(y_train, "finetune train")
+    if val_groups is not None:
+        z_va, y_val = val_groups.mean(z_va), val_groups.labels(y_val, "finetune val")
+    with threadpool_limits(limits=1):
+        clf, scaler, _, _ = select_and_fit(
+            z_tr, y_train, z_va, y_val, class_names, seed, [float(c) for c in grid], 2000, select_classes
+        )
+    coef = clf.coef_ / scaler.scale_[None, :]
+    bias = clf.intercept_ - (clf.coef_ * (scaler.mean_ / scaler.scale_)[None, :]).sum(axis=1)
+    classes = np.asarray(clf.classes_)
+    weight = np.zeros((n_classes, coef.shape[1]))
+    b = np.full(n_classes, -20.0)  # classes absent from the subset start (almost) impossible
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row, logit(classes[1]) - logit(classes[0])
+        weight[classes[1]], b[classes[1]] = coef[0], bias[0]
+        weight[classes[0]], b[classes[0]] = 0.0, 0.0
+    else:
+        weight[classes], b[classes] = coef, bias
+    model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
+    model.head.bias.copy_(torch.as_tensor(b, dtype=model.head.bias.dtype))
