@@ -12,7 +12,9 @@ published ones.
 
 - :mod:`~trls_core.evaluate.embedding`: :func:`embed` (frozen representations);
 - :mod:`~trls_core.evaluate.probing`: :func:`linear_probe` (validation-tuned logistic regression);
-- :mod:`~trls_core.evaluate.finetuning`: :func:`finetune` (LP-FT on a label fraction), :func:`fraction_key`.
+- :mod:`~trls_core.evaluate.finetuning`: :func:`finetune` (LP-FT on a label fraction), :func:`fraction_key`;
+- :mod:`~trls_core.evaluate.lpft`: the encoder + linear head and its probe-fitted start;
+- :mod:`~trls_core.evaluate.record_batches`: batches of whole records for the record-level loss.
 """
 
 from trls_core.evaluate.embedding import embed
