@@ -20,7 +20,7 @@ import math
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +101,15 @@ class NullTracker:
     def log_metrics(self, *a: Any, **k: Any) -> None: ...
     def log_metric_steps(self, *a: Any, **k: Any) -> None: ...
     def log_artifact(self, *a: Any, **k: Any) -> None: ...
+    def log_table(self, *a: Any, **k: Any) -> None: ...
+    def log_splits(self, *a: Any, **k: Any) -> int:
+        return 0
+
     def set_tags(self, *a: Any, **k: Any) -> None: ...
     def finish(self, *a: Any, **k: Any) -> None: ...
+
+    def system_metrics(self, *a: Any, **k: Any) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def child(self, *a: Any, **k: Any) -> NullTracker:
         return NullTracker()

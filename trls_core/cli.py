@@ -278,6 +278,24 @@ def study(
     _guard(go)
 
 
+@app.command()
+def embed(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="windows: .parquet, .csv, .npz or UCR .tsv"),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT", help="the embeddings Parquet to write"),
+    model: str = typer.Option(..., "--model", "-m", help="e.g. models:/trls-epilepsy-encoder@champion"),
+    root: Path = RootOpt,
+    fs: float | None = typer.Option(None, "--fs", help="the windows' sampling rate, when the file carries none"),
+) -> None:
+    """Embed every window of INPUT with a registered model -> OUTPUT (Parquet, input ids kept).
+
+    Windows that do not match the model's channels, length or rate: nothing is written.
+    """
+    from trls_core.inference import embed_file
+
+    out = _guard(lambda: embed_file(model, input_path, output_path, root=root, fs=fs))
+    typer.echo(f"embeddings: {out['output']} ({out['rows']} windows x {out['dim']})")  # type: ignore[index]
+
+
 def main() -> None:  # pragma: no cover - console entry
     from trls_core.runtime import exit_on_sigterm, quiet_defaults, tune_malloc
 

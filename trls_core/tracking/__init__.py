@@ -8,10 +8,13 @@ without an MLflow store. Flows import it only when tracking is on.
 - :mod:`~trls_core.tracking.values`: keys, parameters and metrics as MLflow accepts them;
 - :mod:`~trls_core.tracking.store`: clients, experiments, the process-wide URI;
 - :mod:`~trls_core.tracking.runs`: :class:`Tracker` (one run by id), :func:`resume_run`;
-- :mod:`~trls_core.tracking.evaluation`: an evaluation report as run metrics and artifacts;
+- :mod:`~trls_core.tracking.datasets`: the Parquet's splits as MLflow dataset inputs, real example windows;
+- :mod:`~trls_core.tracking.evaluation`: an evaluation report as few rounded metrics, a table and artifacts;
+- :mod:`~trls_core.tracking.headline`: the pipeline's result on its parent run (metrics, plots, description);
 - :mod:`~trls_core.tracking.study`: a study variant's child run (params and validation metrics);
 - :mod:`~trls_core.tracking.served_model`: the pyfunc model (raw windows -> embeddings);
-- :mod:`~trls_core.tracking.registry`: registration (``challenger``), promotion (``champion``), loading.
+- :mod:`~trls_core.tracking.registry`: registration (``challenger``; duplicates skipped), names, loading;
+- :mod:`~trls_core.tracking.promotion`: promotion (``champion``) within one registered model.
 
 Why it looks like this:
 
@@ -29,10 +32,14 @@ Why it looks like this:
   never as pickled tensors.
 - A model becomes ``champion`` only if it beats the current champion on
   the SAME test split (:func:`promote_if_better`); every decision leaves a
-  human-readable reason on the model version.
+  human-readable reason on the model version. One registered model per
+  dataset (``trls-<dataset>-encoder``); identical weights register once.
 """
 
-from trls_core.tracking.evaluation import evaluation_metrics, log_evaluation
+from trls_core.tracking.datasets import example_windows, split_datasets
+from trls_core.tracking.evaluation import evaluation_metrics, headline_metrics, log_evaluation
+from trls_core.tracking.headline import log_headline
+from trls_core.tracking.promotion import promote_if_better
 from trls_core.tracking.provenance import (
     artifact_root,
     dvc_lock_digests,
@@ -44,9 +51,10 @@ from trls_core.tracking.provenance import (
 from trls_core.tracking.registry import (
     CHALLENGER,
     CHAMPION,
+    Registration,
     load_model,
-    promote_if_better,
     register_encoder,
+    registered_model_name,
     split_digest,
 )
 from trls_core.tracking.runs import PARAM_VALUE_LIMIT, Tracker, resume_run
@@ -58,19 +66,25 @@ __all__ = [
     "CHAMPION",
     "PARAM_VALUE_LIMIT",
     "EncoderModel",
+    "Registration",
     "Tracker",
     "artifact_root",
     "dvc_lock_digests",
     "evaluation_metrics",
+    "example_windows",
     "experiment_name",
     "git_commit",
+    "headline_metrics",
     "load_model",
     "log_evaluation",
+    "log_headline",
     "promote_if_better",
     "provenance_tags",
     "register_encoder",
+    "registered_model_name",
     "resume_run",
     "safe_key",
+    "split_datasets",
     "split_digest",
     "tracking_uri",
     "transform_from_meta",

@@ -1,8 +1,11 @@
-"""Model registry: register an encoder as ``challenger``, promote it to ``champion``, load a model.
+"""Model registry: register an encoder as ``challenger`` (once per distinct weights), load a model.
 
-A model becomes ``champion`` only if it beats the current champion on the
-SAME test split (:func:`promote_if_better`); every decision leaves a
-human-readable reason on the model version.
+One registered model per dataset (:func:`registered_model_name`:
+``trls-<dataset>-encoder``). A registration whose weights and test split
+equal the latest version's is skipped (a weekly retrain that reused every
+stored unit adds no duplicate version) unless forced. Promotion to
+``champion`` is :func:`trls_core.tracking.promotion.promote_if_better`'s
+decision.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +25,7 @@ import mlflow.pyfunc
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+from trls_core.tracking.datasets import example_windows
 from trls_core.tracking.runs import Tracker
 from trls_core.tracking.served_model import MODEL_CODE, EncoderModel
 from trls_core.tracking.store import already_exists, default_uri, global_uri, mlflow_client
@@ -34,9 +39,12 @@ __all__ = [
     "DIGEST_TAG",
     "REASON_TAG",
     "SCORE_TAG",
+    "WEIGHTS_TAG",
+    "Registration",
+    "latest_version",
     "load_model",
-    "promote_if_better",
     "register_encoder",
+    "registered_model_name",
     "split_digest",
 ]
 
@@ -45,6 +53,29 @@ CHALLENGER = "challenger"
 SCORE_TAG = "test_macro_f1"
 DIGEST_TAG = "test_split_digest"
 REASON_TAG = "promotion_reason"
+WEIGHTS_TAG = "weights_sha256"
+SKIPPED_TAG = "registration.skipped"
+
+
+def registered_model_name(dataset: str) -> str:
+    """The registered model of a dataset's encoders: ``trls-<dataset>-encoder``."""
+    ds = dataset.strip()
+    if not ds:
+        raise ValueError("registered_model_name: dataset must not be empty")
+    return f"trls-{ds}-encoder"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Outcome of :func:`register_encoder`: the version (new, or the existing one when ``skipped``) and why."""
+
+    name: str
+    version: str
+    skipped: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return self.version
 
 
 def _model_artifacts(model_dir: Path, spectrogram_dir: Path) -> dict[str, str]:
@@ -85,6 +116,50 @@ def split_digest(spectrogram_dir: Path, task: str) -> str:
     return hashlib.sha256(f"{sha}:{task}".encode()).hexdigest()[:16]
 
 
+def latest_version(client: Any, name: str) -> Any | None:
+    """The highest-numbered version of registered model ``name``, or None (no such model / no version)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return None
+        raise
+    return max(versions, key=lambda mv: int(mv.version), default=None)
+
+
+def _duplicate_of(client: Any, name: str, weights_sha: str, fingerprint: str, digest: str) -> Any | None:
+    """The latest version when it holds the same weights scored on the same split, else None."""
+    latest = latest_version(client, name)
+    if latest is None or latest.tags.get(DIGEST_TAG) != digest:
+        return None
+    if latest.tags.get(WEIGHTS_TAG):
+        return latest if latest.tags[WEIGHTS_TAG] == weights_sha else None
+    # versions registered before the weights digest was tagged: the training fingerprint decides
+    return latest if fingerprint and latest.tags.get("fingerprint") == fingerprint else None
+
+
+def _input_example(spectrogram_dir: Path, dataset: str, channels: int, n_samples: int, windows: Path | None) -> Any:
+    """Two real raw windows of the train split (the model's input example), from the windows Parquet.
+
+    ``windows`` defaults to the project layout's Parquet beside ``spectrogram_dir``
+    (``<root>/data/parquet/<dataset>/windows.parquet``); without one, a warning
+    and zeros of the right shape (never noise that looks like data).
+    """
+    from trls_core.paths import parquet_file
+
+    if windows is None:
+        parents = Path(spectrogram_dir).resolve().parents
+        windows = parquet_file(parents[2], dataset) if len(parents) > 2 and dataset else None
+    path = Path(windows) if windows is not None else None
+    x = example_windows(path, n=2) if path is not None else None
+    if x is not None and x.shape[1:] == (channels, n_samples):
+        return x
+    logger.warning(
+        "register_encoder: no windows of shape (%d, %d) in %s; the input example is zeros", channels, n_samples, path
+    )
+    return np.zeros((2, channels, n_samples), dtype=np.float32)
+
+
 def register_encoder(
     tracker: Tracker,
     model_dir: Path,
@@ -92,15 +167,26 @@ def register_encoder(
     name: str,
     task: str = "binary",
     test_macro_f1: float | None = None,
-) -> str:
-    """Log the raw-window encoder as a pyfunc model in ``tracker``'s run and register it.
+    *,
+    force: bool = False,
+    windows: Path | None = None,
+) -> Registration:
+    """Log the raw-window encoder as a pyfunc model in ``tracker``'s run and register it as ``name``.
 
     The new version gets alias ``challenger`` and tags ``test_split_digest``
-    (see :func:`split_digest`), ``task``, ``parquet_sha256`` and, if given,
-    ``test_macro_f1``. Returns the version (a string). Promotion is
-    :func:`promote_if_better`'s decision.
+    (see :func:`split_digest`), ``weights_sha256``, ``task``,
+    ``parquet_sha256``, ``dataset``, ``fingerprint`` and, if given,
+    ``test_macro_f1``. When the latest version of ``name`` has the same
+    weights (sha256 of ``encoder.safetensors``; for older versions the
+    training fingerprint) and the same test split, nothing is registered
+    unless ``force``: the outcome is ``skipped`` with that version, said in
+    the log and in the run's tag ``registration.skipped``. ``windows`` is the
+    windows Parquet the input example (two real train windows) comes from.
+    Promotion is :func:`~trls_core.tracking.promotion.promote_if_better`'s decision.
     """
     from mlflow.models import Model, infer_signature
+
+    from trls_core.io import sha256_file
 
     model_dir, spectrogram_dir = Path(model_dir), Path(spectrogram_dir)
     arts = _model_artifacts(model_dir, spectrogram_dir)
@@ -117,27 +203,43 @@ def register_encoder(
     if encoder_input(str(cfg.get("encoder", "tfrnn"))) != "spectrogram":
         raise ValueError(
             f"register_encoder: {model_dir} holds a raw-window encoder ({cfg.get('encoder')!r}, a baseline); "
-            "the registered model's preprocessing is the STFT pipeline, so only spectrogram encoders are registered"
+            "the registered preprocessing is the STFT pipeline, so only spectrogram encoders are registered"
         )
     channels = int(meta.get("n_channels") or cfg["in_channels"])
     n_samples = int(meta.get("n_samples") or cfg["n_samples"])
+    digest = split_digest(spectrogram_dir, task)
+    weights_sha = sha256_file(arts["encoder_weights"])
+    fingerprint = str(info.get("fingerprint") or "")
+    client = mlflow_client(tracker.tracking_uri)
 
-    # signature from a real forward pass on raw windows (a local, throw-away instance)
+    dup = None if force else _duplicate_of(client, name, weights_sha, fingerprint, digest)
+    if dup is not None:
+        aliases = ", ".join(getattr(dup, "aliases", None) or []) or "no alias"
+        reason = (
+            f"not registered: the weights equal {name} v{dup.version}'s ({WEIGHTS_TAG} {weights_sha[:12]}..., "
+            f"same test split; v{dup.version} is {aliases}); force=True registers anyway"
+        )
+        tracker.set_tags({SKIPPED_TAG: reason, "registered_model.name": name, "registered_model.version": dup.version})
+        logger.info("%s: %s", name, reason)
+        return Registration(name, str(dup.version), True, reason)
+
+    # signature from a real forward pass on real raw windows (a local, throw-away instance)
+    example = _input_example(spectrogram_dir, str(meta.get("dataset", "")), channels, n_samples, windows)
     probe = EncoderModel()
     probe.load_context(SimpleNamespace(artifacts=arts))
-    example = np.random.default_rng(0).standard_normal((2, channels, n_samples)).astype(np.float32)
     signature = infer_signature(example, probe.predict(None, example))
+    input_spec = probe.input_spec
     del probe
 
-    digest = split_digest(spectrogram_dir, task)
     version_tags = {
         DIGEST_TAG: digest,
+        WEIGHTS_TAG: weights_sha,
         "task": task,
         "parquet_sha256": meta.get("parquet_sha256", ""),
         "dataset": meta.get("dataset", ""),
         "encoder": cfg.get("encoder", ""),
         "seed": info.get("seed", ""),
-        "fingerprint": info.get("fingerprint", ""),
+        "fingerprint": fingerprint,
     }
     if test_macro_f1 is not None:
         f = as_float(test_macro_f1)
@@ -155,7 +257,6 @@ def register_encoder(
         model_code = Path(tmp) / "trls_encoder_model.py"
         model_code.write_text(MODEL_CODE)
         with global_uri(tracker.tracking_uri):
-            client = mlflow_client(tracker.tracking_uri)
             # The logged model is created explicitly in the run's experiment (the fluent
             # path would pick the *active* experiment, i.e. "Default" from a worker thread).
             logged = client.create_logged_model(
@@ -177,6 +278,7 @@ def register_encoder(
                 pip_requirements=_pip_requirements(),
                 signature=signature,
                 input_example=example,
+                metadata={"trls_input": input_spec},
                 flavor_name="pyfunc.CustomPythonModel",  # what pyfunc.log_model passes
                 model_id=logged.model_id,
             )
@@ -195,111 +297,16 @@ def register_encoder(
             )
             client.set_registered_model_alias(name, CHALLENGER, mv.version)
     tracker.set_tags({"registered_model.name": name, "registered_model.version": mv.version, DIGEST_TAG: digest})
-    logger.info("registered %s version %s (alias %s)", name, mv.version, CHALLENGER)
-    return str(mv.version)
-
-
-def promote_if_better(
-    name: str,
-    version: str,
-    score: float,
-    split_digest: str | None,
-    *,
-    root: Path | None = None,
-) -> tuple[bool, str]:
-    """Make ``version`` the champion iff it beats the champion on the same test split.
-
-    - no champion yet -> promote;
-    - champion evaluated on another split (``test_split_digest`` differs) ->
-      keep it: the scores are not comparable;
-    - else promote iff ``score`` > champion's ``test_macro_f1`` (ties keep
-      the champion: a model must *beat* it).
-
-    The score and digest are recorded on the version (if not yet there),
-    the reason as its ``promotion_reason`` tag. ``root`` selects the store
-    like :func:`tracking_uri`; without it: ``MLFLOW_TRACKING_URI`` (or a URI
-    set with mlflow), else the store of this process's latest Tracker.
-    ``split_digest=None`` uses the version's own tag.
-    """
-    client = mlflow_client(default_uri(root))
-    version = str(version)
-    mv = client.get_model_version(name, version)
-    own_digest = mv.tags.get(DIGEST_TAG)
-    if split_digest is None:
-        split_digest = own_digest
-    if not split_digest:
-        raise ValueError(f"promote_if_better: {name} v{version} has no {DIGEST_TAG} and none was given")
-    if own_digest and own_digest != split_digest:
-        raise ValueError(
-            f"promote_if_better: {name} v{version} is tagged {DIGEST_TAG}={own_digest}, "
-            f"but was scored on split {split_digest}"
-        )
-    f = as_float(score)
-    if not own_digest:
-        client.set_model_version_tag(name, version, DIGEST_TAG, split_digest)
-    if f is not None:
-        client.set_model_version_tag(name, version, SCORE_TAG, repr(f))
-
-    try:
-        champ = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
-            raise
-        champ = None
-
-    promote = False
-    if f is None:
-        reason = f"v{version}: score {score!r} is not a finite number; not promoted"
-    elif champ is None:
-        promote = True
-        reason = f"v{version} promoted: no champion yet ({SCORE_TAG}={f:.4f})"
-    elif str(champ.version) == version:
-        reason = f"v{version} is already the champion"
-    else:
-        c_digest = champ.tags.get(DIGEST_TAG)
-        c_score = as_float(_parse_float(champ.tags.get(SCORE_TAG)))
-        if c_digest != split_digest:
-            reason = (
-                f"v{version} not compared: champion v{champ.version} was evaluated on another test split "
-                f"({DIGEST_TAG} {c_digest} != {split_digest}); keeping the champion"
-            )
-        elif c_score is None:
-            reason = (
-                f"v{version} not promoted: champion v{champ.version} has no recorded {SCORE_TAG}; "
-                "keeping the champion (promote by hand if intended)"
-            )
-        elif f > c_score:
-            promote = True
-            reason = (
-                f"v{version} promoted: {SCORE_TAG} {f:.4f} > champion v{champ.version} {c_score:.4f}"
-                f" on split {split_digest}"
-            )
-        else:
-            reason = (
-                f"v{version} not promoted: {SCORE_TAG} {f:.4f} <= champion v{champ.version} "
-                f"{c_score:.4f} on split {split_digest}; v{version} stays {CHALLENGER}"
-            )
-    if promote:
-        client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, REASON_TAG, reason)
-    logger.info("%s: %s", name, reason)
-    return promote, reason
-
-
-def _parse_float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    reason = f"registered {name} v{mv.version} (alias {CHALLENGER})" + (" (forced)" if force else "")
+    logger.info("%s", reason)
+    return Registration(name, str(mv.version), False, reason)
 
 
 def load_model(uri: str, *, root: Path | None = None) -> Any:
     """Load a registered/logged model, e.g. ``models:/trls-encoder@champion`` -> pyfunc model.
 
     ``root`` selects the store like :func:`tracking_uri`; without it see
-    :func:`promote_if_better`.
+    :func:`~trls_core.tracking.store.default_uri`.
     """
     with global_uri(default_uri(root)):
         return mlflow.pyfunc.load_model(uri)

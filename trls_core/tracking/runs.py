@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ PARAM_VALUE_LIMIT = 500  # the historical MLflow limit; older servers/DB schemas
 TAG_VALUE_LIMIT = 5000
 METRIC_BATCH_LIMIT = 1000  # metrics per log_batch call (MLflow rejects more)
 _RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+SYSTEM_METRICS_INTERVAL_S = 10.0  # MLflow's default; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
 
 
 def _now_ms() -> int:
@@ -198,6 +201,67 @@ class Tracker:
             f.write_text(json.dumps(obj, indent=2, default=str) + "\n")
             parent = rel.parent.as_posix()
             self.client.log_artifact(self.run_id, str(f), None if parent in ("", ".") else parent)
+
+    def log_splits(self, dataset: str, parquet: Path | None = None, splits: Sequence[str] | None = None) -> int:
+        """Log the windows Parquet's splits as MLflow dataset inputs (context ``train`` / ``val`` / ``test``).
+
+        ``parquet`` defaults to ``<root>/data/parquet/<dataset>/windows.parquet``;
+        returns the number of inputs logged (0, with a warning, when the file is missing).
+        """
+        from trls_core.paths import parquet_file
+        from trls_core.tracking.datasets import SPLITS, split_inputs
+
+        path = Path(parquet) if parquet is not None else parquet_file(self.root, dataset)
+        if not path.is_file():
+            logger.warning("run %s: no dataset inputs logged, %s not found", self.run_id, path)
+            return 0
+        inputs = split_inputs(path, dataset, tuple(splits) if splits else SPLITS)
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+        return len(inputs)
+
+    @contextlib.contextmanager
+    def system_metrics(self, sampling_interval: float | None = None) -> Iterator[None]:
+        """Sample CPU / memory / disk / network (and GPU where available) into ``system/*`` metrics for the block.
+
+        MLflow's own monitor (a daemon thread, every ``sampling_interval`` s;
+        ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides it) against this
+        run's store, plus one final sample when the block ends, so a block
+        shorter than the interval still leaves one step. Monitoring never
+        fails the work: a monitor that cannot start is a warning.
+        """
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            interval = sampling_interval or SYSTEM_METRICS_INTERVAL_S
+            if os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+                interval = float(os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"])
+            monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, tracking_uri=self.tracking_uri)
+            monitor.start()
+        except Exception as exc:  # psutil missing, store unreachable: the training must still run
+            logger.warning("run %s: system metrics not logged (%s)", self.run_id, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                monitor.finish()
+                monitor.collect_metrics()  # the final sample: the state at the end of the block
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
+            except Exception as exc:
+                logger.warning("run %s: last system metrics sample not logged (%s)", self.run_id, exc)
+
+    def log_table(self, rows: Sequence[Mapping[str, Any]], name: str) -> None:
+        """``rows`` as an MLflow table artifact ``name`` (``.json``; shown as a table in the run's artifacts)."""
+        import warnings
+
+        import pandas as pd
+
+        with warnings.catch_warnings():  # mlflow's select_dtypes(include=["object"]) warns under pandas 3
+            warnings.filterwarnings("ignore", message=".*select_dtypes.*")
+            self.client.log_table(self.run_id, data=pd.DataFrame(list(rows)), artifact_file=name)
 
     # -- ending
     def finish(self, status: str = "FINISHED") -> None:

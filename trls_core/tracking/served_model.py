@@ -51,6 +51,10 @@ def transform_from_meta(meta: Mapping[str, Any], stats: Mapping[str, torch.Tenso
 class EncoderModel(mlflow.pyfunc.PythonModel):
     """pyfunc model: raw windows (B, C, L) float32 -> embeddings (B, R) float32.
 
+    Exactly the shape of the logged signature, ``(-1, C, L)``: a single-channel
+    batch needs its channel axis too (``x[:, None, :]``). A wrong shape fails
+    naming the expected and the received shape (never the data).
+
     Holds nothing when pickled: ``load_context`` rebuilds the encoder from
     ``encoder.safetensors`` + ``encoder.json`` and the preprocessing from
     ``meta.json`` + ``normaliser.safetensors`` (all model artifacts).
@@ -78,24 +82,43 @@ class EncoderModel(mlflow.pyfunc.PythonModel):
         self._transform = transform_from_meta(meta, stats).eval()
         self._encoder = encoder.eval()
         self._in_channels = int(info["config"]["in_channels"])
-        self._n_samples = meta.get("n_samples")
+        self._n_samples = int(meta.get("n_samples") or info["config"].get("n_samples") or 0) or None
         self._rep_dim = int(getattr(encoder, "out_dim", 0) or info["config"]["kwargs"].get("rep_dim", 0))
+        fs = meta.get("fs") or info["config"].get("fs")
+        self._input_spec = {
+            "dataset": meta.get("dataset"),
+            "channels": self._in_channels,
+            "n_samples": self._n_samples,
+            "fs": float(fs) if fs else None,
+            "channel_names": meta.get("channel_names"),
+            "embedding_dim": self._rep_dim,
+        }
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """One input window (``channels``, ``n_samples``, ``fs`` in Hz, ``channel_names``) and ``embedding_dim``."""
+        return dict(self._input_spec)
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise ValueError naming the expected and the received shape when ``shape`` is not (B, C, L)."""
+        want = f"(B, {self._in_channels}, {self._n_samples or 'L'})"
+        if len(shape) != 3 or shape[1] != self._in_channels or (self._n_samples and shape[2] != self._n_samples):
+            hint = ""
+            if len(shape) == 2 and self._in_channels == 1:
+                hint = "; add the channel axis (x[:, None, :])"
+            elif len(shape) == 3 and shape[1] != self._in_channels:
+                hint = f"; {shape[1]} channel(s) where the model takes {self._in_channels}"
+            elif len(shape) == 3:
+                hint = f"; windows of {shape[2]} samples where the model takes {self._n_samples}"
+            raise ValueError(f"EncoderModel: expected raw windows of shape {want}, got {tuple(shape)}{hint}")
 
     # np.ndarray is a hint mlflow accepts without deriving a schema from it, so
     # the tensor signature given at logging time is the one enforced.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         x = np.asarray(model_input, dtype=np.float32)
-        if x.ndim == 2 and self._in_channels == 1:
-            x = x[:, None, :]
-        if x.ndim != 3 or x.shape[1] != self._in_channels:
-            raise ValueError(
-                f"EncoderModel: expected raw windows of shape (B, {self._in_channels}, L)"
-                f"{' or (B, L)' if self._in_channels == 1 else ''}, got {x.shape}"
-            )
-        if self._n_samples and x.shape[2] != int(self._n_samples):
-            raise ValueError(f"EncoderModel: windows must have {self._n_samples} samples, got {x.shape[2]}")
+        self.check_shape(x.shape)
         if not np.isfinite(x).all():
-            raise ValueError("EncoderModel: input has NaN/inf samples")
+            raise ValueError(f"EncoderModel: input has {int((~np.isfinite(x)).sum())} NaN/inf sample(s)")
         if len(x) == 0:
             return np.zeros((0, self._rep_dim), dtype=np.float32)
         outs = []

@@ -18,7 +18,22 @@ from mlflow.exceptions import MlflowException
 
 from trls_core.tracking.provenance import artifact_root, tracking_uri
 
-__all__ = ["already_exists", "default_uri", "ensure_experiment", "global_uri", "mlflow_client", "remember_uri"]
+__all__ = [
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_KIND_TAG",
+    "already_exists",
+    "default_uri",
+    "ensure_experiment",
+    "global_uri",
+    "mlflow_client",
+    "remember_uri",
+]
+
+# MLflow 3's UI picks the experiment's view from this tag (mlflow/server/js: ExperimentKind); without
+# it the UI guesses, and opened trls' experiments in the GenAI (traces) view. Ours train models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+_GUESSED_KINDS = ("", "no_inferred_type", "genai_development_inferred", "custom_model_development_inferred")
 
 _URI_LOCK = threading.Lock()
 _last_uri: str | None = None  # store of the latest Tracker, for registry calls without a root
@@ -42,18 +57,22 @@ def already_exists(exc: MlflowException) -> bool:
 def ensure_experiment(client: MlflowClient, name: str, root: Path, uri: str) -> str:
     """Experiment id of ``name``, created (artifacts under ``<root>/mlartifacts``) if missing.
 
-    Safe against two threads creating it at once.
+    A model-training experiment (tag ``mlflow.experimentKind``); an existing
+    experiment whose kind was only guessed (or never set) is tagged too, a
+    kind a user chose is kept. Safe against two threads creating it at once.
     """
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise ValueError(f"MLflow experiment {name!r} is deleted; restore it or choose another name")
+        if exp.tags.get(EXPERIMENT_KIND_TAG, "") in _GUESSED_KINDS:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None  # a tracking server decides its artifact store itself
     if not uri.startswith(("http://", "https://", "databricks")):
         location = (artifact_root(root) / name).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException as exc:
         if not already_exists(exc):
             raise

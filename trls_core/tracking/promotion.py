@@ -1,0 +1,117 @@
+"""Promotion: a registered version becomes ``champion`` only if it beats the champion on the SAME test split.
+
+Within one registered model name (``trls-<dataset>-encoder``: one name per
+dataset), so an encoder of one dataset is never weighed against another's.
+Every decision leaves a human-readable reason on the model version.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+
+from trls_core.tracking.registry import CHALLENGER, CHAMPION, DIGEST_TAG, REASON_TAG, SCORE_TAG
+from trls_core.tracking.store import default_uri, mlflow_client
+from trls_core.tracking.values import as_float
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["promote_if_better"]
+
+
+def promote_if_better(
+    name: str,
+    version: str,
+    score: float,
+    split_digest: str | None,
+    *,
+    root: Path | None = None,
+) -> tuple[bool, str]:
+    """Make ``version`` the champion iff it beats the champion on the same test split.
+
+    - no champion yet -> promote;
+    - champion evaluated on another split (``test_split_digest`` differs) ->
+      keep it: the scores are not comparable;
+    - else promote iff ``score`` > champion's ``test_macro_f1`` (ties keep
+      the champion: a model must *beat* it).
+
+    The score and digest are recorded on the version (if not yet there),
+    the reason as its ``promotion_reason`` tag. ``root`` selects the store
+    like :func:`tracking_uri`; without it: ``MLFLOW_TRACKING_URI`` (or a URI
+    set with mlflow), else the store of this process's latest Tracker.
+    ``split_digest=None`` uses the version's own tag.
+    """
+    client = mlflow_client(default_uri(root))
+    version = str(version)
+    mv = client.get_model_version(name, version)
+    own_digest = mv.tags.get(DIGEST_TAG)
+    if split_digest is None:
+        split_digest = own_digest
+    if not split_digest:
+        raise ValueError(f"promote_if_better: {name} v{version} has no {DIGEST_TAG} and none was given")
+    if own_digest and own_digest != split_digest:
+        raise ValueError(
+            f"promote_if_better: {name} v{version} is tagged {DIGEST_TAG}={own_digest}, "
+            f"but was scored on split {split_digest}"
+        )
+    f = as_float(score)
+    if not own_digest:
+        client.set_model_version_tag(name, version, DIGEST_TAG, split_digest)
+    if f is not None:
+        client.set_model_version_tag(name, version, SCORE_TAG, repr(f))
+
+    try:
+        champ = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise
+        champ = None
+
+    promote = False
+    if f is None:
+        reason = f"v{version}: score {score!r} is not a finite number; not promoted"
+    elif champ is None:
+        promote = True
+        reason = f"v{version} promoted: no champion yet ({SCORE_TAG}={f:.4f})"
+    elif str(champ.version) == version:
+        reason = f"v{version} is already the champion"
+    else:
+        c_digest = champ.tags.get(DIGEST_TAG)
+        c_score = as_float(_parse_float(champ.tags.get(SCORE_TAG)))
+        if c_digest != split_digest:
+            reason = (
+                f"v{version} not compared: champion v{champ.version} was evaluated on another test split "
+                f"({DIGEST_TAG} {c_digest} != {split_digest}); keeping the champion"
+            )
+        elif c_score is None:
+            reason = (
+                f"v{version} not promoted: champion v{champ.version} has no recorded {SCORE_TAG}; "
+                "keeping the champion (promote by hand if intended)"
+            )
+        elif f > c_score:
+            promote = True
+            reason = (
+                f"v{version} promoted: {SCORE_TAG} {f:.4f} > champion v{champ.version} {c_score:.4f}"
+                f" on split {split_digest}"
+            )
+        else:
+            reason = (
+                f"v{version} not promoted: {SCORE_TAG} {f:.4f} <= champion v{champ.version} "
+                f"{c_score:.4f} on split {split_digest}; v{version} stays {CHALLENGER}"
+            )
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, REASON_TAG, reason)
+    logger.info("%s: %s", name, reason)
+    return promote, reason
+
+
+def _parse_float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
