@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from tests.conftest import TELEMETRY_OFF  # noqa: E402
+from tests.tiny_model import ENC_KWARGS, N_SAMPLES, encoder_dir, project, windows_parquet  # noqa: E402
 from trls_core import tracking  # noqa: E402
 from trls_core.tracking import Tracker  # noqa: E402
 
@@ -27,19 +28,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning:mlflow.*"),
 ]
 
-N_SAMPLES = 64
-STFT = {
-    "n_fft": 16,
-    "hop": 8,
-    "win_length": None,
-    "window": "hann",
-    "center": True,
-    "log_eps": 1e-3,
-    "fmax_bin": None,
-    "normalisation": "train_per_freq",
-    "dtype": "float32",
-}
-ENC_KWARGS = {"dim": 4, "depth": 1, "rep_dim": 8, "rnn_hidden": 2}
 DVC_LOCK = """schema: '2.0'
 stages:
   spectrogram@epilepsy:
@@ -275,25 +263,6 @@ def test_experiment_is_a_model_training_experiment(root: Path, client: Any) -> N
     assert client.get_experiment(exp.experiment_id).tags["mlflow.experimentKind"] == "genai_development"
 
 
-def _windows_parquet(path: Path, raw: np.ndarray, splits: list[str]) -> Path:
-    from trls_core.data.parquet import windows_frame, write_windows
-
-    m = len(raw)
-    table = windows_frame(
-        raw,
-        window_id=[f"w{i}" for i in range(m)],
-        record_id=[f"r{i // 2}" for i in range(m)],
-        subject_id=[f"r{i // 2}" for i in range(m)],
-        split=splits,
-        label=[i % 2 for i in range(m)],
-        label_name=["a" if i % 2 == 0 else "b" for i in range(m)],
-        fs=173.61,
-    )
-    counts = {s: splits.count(s) for s in sorted(set(splits))}
-    write_windows(table, path, {"dataset": "epilepsy", "n_per_split": counts, "protocol": "random"})
-    return path
-
-
 def test_splits_logged_as_dataset_inputs_and_system_metrics(
     root: Path, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,7 +271,7 @@ def test_splits_logged_as_dataset_inputs_and_system_metrics(
     from trls_core.io import sha256_file
 
     raw = np.random.default_rng(0).normal(0, 100, (10, 1, N_SAMPLES)).astype(np.float32)
-    pq_path = _windows_parquet(tmp_path / "windows.parquet", raw, ["train"] * 6 + ["val"] * 2 + ["test"] * 2)
+    pq_path = windows_parquet(tmp_path / "windows.parquet", raw, ["train"] * 6 + ["val"] * 2 + ["test"] * 2)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     with Tracker.start(root, "epilepsy", "inputs") as run:
         assert run.log_splits("epilepsy", pq_path) == 3
@@ -333,65 +302,6 @@ def test_splits_logged_as_dataset_inputs_and_system_metrics(
 # ------------------------------------------------------------------ registry
 
 
-def _spectrogram_dir(path: Path, parquet_sha: str, raw: torch.Tensor) -> Path:
-    from trls_core.spectrogram import fit_normaliser, stft_logmag
-
-    spec = stft_logmag(raw, n_fft=STFT["n_fft"], hop=STFT["hop"], log_eps=STFT["log_eps"])
-    path.mkdir(parents=True)
-    save_file(fit_normaliser(spec, "train_per_freq"), str(path / "normaliser.safetensors"))
-    meta = {
-        "dataset": "epilepsy",
-        "stft": STFT,
-        "normalisation": "train_per_freq",
-        "shape": list(spec.shape[1:]),
-        "n_channels": 1,
-        "n_samples": N_SAMPLES,
-        "fs": 173.61,
-        "parquet_sha256": parquet_sha,
-        "tasks": {"binary": {"key": "y_binary", "classes": ["a", "b"]}},
-    }
-    (path / "meta.json").write_text(json.dumps(meta))
-    return path
-
-
-def _encoder_dir(path: Path, input_shape: list[int]) -> Path:
-    """What the pretrain stage writes: encoder.safetensors + encoder.json."""
-    from trls_core.models import build_encoder
-
-    torch.manual_seed(0)
-    enc = build_encoder("tfrnn", in_channels=1, **ENC_KWARGS)
-    path.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(path / "encoder.safetensors"))
-    info = {
-        "fingerprint": "f" * 16,
-        "seed": 0,
-        "profile": "tiny",
-        "device": "cpu",
-        "n_train_windows": 20,
-        "resumed_from_epoch": None,
-        "config": {
-            "encoder": "tfrnn",
-            "in_channels": 1,
-            "kwargs": ENC_KWARGS,
-            "input_shape": input_shape,
-            "dataset": "epilepsy",
-            "stft": STFT,
-            "fs": 173.61,
-            "n_samples": N_SAMPLES,
-        },
-        "history": [],
-    }
-    (path / "encoder.json").write_text(json.dumps(info))
-    return path
-
-
-def _project(base: Path, parquet_sha: str, raw: torch.Tensor) -> tuple[Path, Path]:
-    """A project layout: data/spectrograms/epilepsy (meta + normaliser) and data/parquet/epilepsy/windows.parquet."""
-    sdir = _spectrogram_dir(base / "data" / "spectrograms" / "epilepsy", parquet_sha, raw)
-    _windows_parquet(base / "data" / "parquet" / "epilepsy" / "windows.parquet", (raw * 100).numpy(), ["train"] * 20)
-    return sdir, base / "data" / "parquet" / "epilepsy" / "windows.parquet"
-
-
 def test_registry_champion_rule_and_raw_window_model(root: Path, client: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -400,9 +310,9 @@ def test_registry_champion_rule_and_raw_window_model(root: Path, client: Any, tm
     from trls_core.spectrogram import apply_normaliser, stft_logmag
 
     raw = torch.randn(20, 1, N_SAMPLES, generator=torch.Generator().manual_seed(1))
-    sdir, windows = _project(tmp_path / "proj", "a" * 64, raw)
-    other, _ = _project(tmp_path / "other", "b" * 64, raw)  # another Parquet: another split
-    mdir = _encoder_dir(tmp_path / "model", json.loads((sdir / "meta.json").read_text())["shape"])
+    sdir, windows = project(tmp_path / "proj", "a" * 64, raw)
+    other, _ = project(tmp_path / "other", "b" * 64, raw)  # another Parquet: another split
+    mdir = encoder_dir(tmp_path / "model", json.loads((sdir / "meta.json").read_text())["shape"])
     name = tracking.registered_model_name("epilepsy")
     assert name == "trls-epilepsy-encoder" and tracking.registered_model_name("cinc2017") == "trls-cinc2017-encoder"
     digest = tracking.split_digest(sdir, "binary")
@@ -494,8 +404,8 @@ def test_registry_champion_rule_and_raw_window_model(root: Path, client: Any, tm
 def test_duplicate_registration_is_skipped_unless_forced(root: Path, client: Any, tmp_path: Path) -> None:
     """Weights equal to the latest version's (same test split) add no version: said in the log and a tag."""
     raw = torch.randn(20, 1, N_SAMPLES, generator=torch.Generator().manual_seed(2))
-    sdir, _ = _project(tmp_path / "proj", "c" * 64, raw)
-    mdir = _encoder_dir(tmp_path / "model", json.loads((sdir / "meta.json").read_text())["shape"])
+    sdir, _ = project(tmp_path / "proj", "c" * 64, raw)
+    mdir = encoder_dir(tmp_path / "model", json.loads((sdir / "meta.json").read_text())["shape"])
     name = tracking.registered_model_name("dedupe")
     with Tracker.start(root, "dedupe", "first") as run:
         first = tracking.register_encoder(run, mdir, sdir, name, test_macro_f1=0.5)
@@ -509,7 +419,7 @@ def test_duplicate_registration_is_skipped_unless_forced(root: Path, client: Any
         forced = tracking.register_encoder(run, mdir, sdir, name, test_macro_f1=0.5, force=True)
     assert not forced.skipped and forced.version == "2"
     # other weights are a new version without force
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     w = load_file(str(mdir / "encoder.safetensors"))
     save_file({k: v + 0.01 for k, v in w.items()}, str(mdir / "encoder.safetensors"))

@@ -10,6 +10,7 @@ statistics travel as safetensors artifacts, never as pickled tensors;
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 __all__ = ["MODEL_CODE", "EncoderModel", "transform_from_meta"]
+
+SCORING_SERVER_ENV = "__pyfunc_model_path__"  # set by mlflow's scoring server (mlflow.pyfunc.scoring_server)
 
 
 def transform_from_meta(meta: Mapping[str, Any], stats: Mapping[str, torch.Tensor] | None):
@@ -79,6 +82,12 @@ class EncoderModel(mlflow.pyfunc.PythonModel):
         meta = json.loads(Path(arts["meta"]).read_text())
         norm = arts.get("normaliser")
         stats = load_file(str(norm)) if norm and Path(norm).is_file() else {}
+        if os.environ.get(SCORING_SERVER_ENV):
+            # In `mlflow models serve`'s process only: mlflow's error for a payload that misses the
+            # signature starts with the payload itself ("Failed to predict data '<array>'"), in full
+            # below numpy's summary threshold (2 Bonn windows: 8 kB). Summarise arrays there, so the
+            # expected and received shapes at the end of the message are readable.
+            np.set_printoptions(threshold=32, edgeitems=2, precision=3)
         self._transform = transform_from_meta(meta, stats).eval()
         self._encoder = encoder.eval()
         self._in_channels = int(info["config"]["in_channels"])
