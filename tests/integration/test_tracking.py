@@ -123,6 +123,10 @@ def test_parent_and_nested_runs(root: Path, client: Any, tmp_path: Path) -> None
     kid = kids[0]
     assert kid.info.status == "FINISHED" and kid.data.params == {"seed": "0"}
     assert kid.data.tags["method"] == "byol"
+    for run in (p_run, kid):  # the Source column: what started the run, on nested runs too
+        assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.source.name"]
+    assert tracking.provenance.source_name(["/x/.venv/bin/trls", "pipeline", "--force"]) == "trls pipeline"
+    assert tracking.provenance.source_name(["/repo/flows/pipeline.py"]) == "flows.pipeline"
     assert kid.data.metrics == {"loss": 0.5, "t": 2.0, "n": 3.0}
     assert [m.value for m in client.get_metric_history(child.run_id, "loss")] == [1.0, 0.5]
     files = {a.path for a in client.list_artifacts(child.run_id, "info")} | {

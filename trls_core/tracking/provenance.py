@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,8 @@ __all__ = [
     "experiment_name",
     "git_commit",
     "provenance_tags",
+    "source_name",
+    "source_tags",
     "tracking_uri",
 ]
 
@@ -84,10 +87,35 @@ def dvc_lock_digests(root: Path) -> dict[str, str]:
     return out
 
 
-def provenance_tags(root: Path) -> dict[str, str]:
-    """Git commit + DVC data digests as run tags."""
-    tags = {f"dvc.{k}": v for k, v in dvc_lock_digests(root).items()}
+def source_name(argv: list[str] | None = None) -> str:
+    """What started this process, for the runs table's Source column: ``trls pipeline``, ``pytest``, ...
+
+    ``trls <command>`` for the CLI; else the script or module name.
+    """
+    args = list(sys.argv if argv is None else argv)
+    if not args or not args[0] or args[0].startswith("-"):  # python -c / an interactive session
+        return "python"
+    prog = Path(args[0]).name
+    if prog == "trls" and len(args) > 1 and not args[1].startswith("-"):
+        return f"trls {args[1]}"
+    if prog == "__main__.py" and len(Path(args[0]).parts) > 1:
+        return Path(args[0]).parent.name
+    if prog.endswith(".py") and Path(args[0]).parent.name:
+        return f"{Path(args[0]).parent.name}.{prog[:-3]}"  # flows/pipeline.py -> flows.pipeline
+    return prog
+
+
+def source_tags(root: Path) -> dict[str, str]:
+    """The Source column of the MLflow UI: ``mlflow.source.name`` / ``.type`` and the git commit (every run)."""
+    tags = {"mlflow.source.name": source_name(), "mlflow.source.type": "LOCAL"}
     sha = git_commit(root)
     if sha:
         tags["mlflow.source.git.commit"] = sha
+    return tags
+
+
+def provenance_tags(root: Path) -> dict[str, str]:
+    """Git commit, source and DVC data digests as run tags."""
+    tags = {f"dvc.{k}": v for k, v in dvc_lock_digests(root).items()}
+    tags.update(source_tags(root))
     return tags

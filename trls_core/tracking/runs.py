@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from trls_core.tracking.provenance import experiment_name, provenance_tags, tracking_uri
+from trls_core.tracking.provenance import experiment_name, provenance_tags, source_tags, tracking_uri
 from trls_core.tracking.store import ensure_experiment, mlflow_client, remember_uri
 from trls_core.tracking.values import as_float, flatten, safe_key, truncate
 
@@ -89,7 +89,7 @@ class Tracker:
         tags: Mapping[str, Any] | None,
         parent_run_id: str | None,
     ) -> Tracker:
-        all_tags: dict[str, Any] = {} if parent_run_id else provenance_tags(root)
+        all_tags: dict[str, Any] = source_tags(root) if parent_run_id else provenance_tags(root)
         all_tags.update(tags or {})
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
