@@ -132,7 +132,7 @@ def _run_variant(root: Path, study: Any, rv: Any, track: bool, parent_run_id: st
             spectrograms_task(str(root), str(ws_params), profile, ds)
         ws, store = prepare_variant(root, study.name, rv)
         for seed in params.pretrain.seeds:  # the pretraining flow's task; MLflow here is the variant's run
-            pretrain_seed_task(str(store), str(store / "params.yaml"), profile, seed, False)
+            pretrain_seed_task(str(store), str(store / "params.yaml"), profile, seed, track=False)
         out: dict[str, Any] = {"name": rv.name, "overrides": rv.variant.overrides, "store": store.name, "scores": {}}
         aggregates = {}
         for t in rv.tasks:

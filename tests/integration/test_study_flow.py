@@ -39,6 +39,7 @@ SHRINK = [
     "pretrain.batch_size=16",
     "pretrain.seeds=[0]",
     "pretrain.device=cpu",
+    "pretrain.threads=null",  # cinc_record's 1 thread would stay set for the rest of the test session
     "evaluate.seeds=[0]",
     "evaluate.device=cpu",
     "evaluate.c_grid=[0.1, 1.0]",

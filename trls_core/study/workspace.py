@@ -155,7 +155,8 @@ def prepare_variant(root: Path, study: str, variant: Any) -> tuple[Path, Path]:
     note = params_note(study, variant.name)
     store = pretrain_store(root, params)
     (store / "models").mkdir(parents=True, exist_ok=True)
-    write_params(store, variant.raw, note)
+    # variants sharing the store share every setting its pretraining reads; the file is the latest's
+    write_params(store, variant.raw, f"written by `trls study`: pretraining settings (latest: {study}/{variant.name})")
     link_data(root, store, params, [params.pretrain.dataset])
     ws = variant_workspace(root, study, variant.name)
     write_params(ws, variant.raw, note)
