@@ -64,37 +64,46 @@ def _rate(values: Any, path: Path) -> float | None:
     return float(vals[0]) if vals.size else None
 
 
-def _reshape(flat: list[np.ndarray], channels: list[int], path: Path, where: str) -> np.ndarray:
-    sizes = {a.size for a in flat}
-    if len(sizes) > 1:
-        raise DataError(
-            f"{path}: length: windows of different sizes {sorted(sizes)[:5]} ({where}); one length per file"
-        )
+def _reshape(rows: np.ndarray, channels: list[int], path: Path, where: str) -> np.ndarray:
+    """(N, C*L) values -> (N, C, L), C from the file's ``n_channels`` (one value per file)."""
     c = set(channels)
     if len(c) > 1:
         raise DataError(f"{path}: channels: rows with different n_channels {sorted(c)}; one per file")
     n_ch = c.pop() if c else 1
-    size = sizes.pop() if sizes else 0
+    size = rows.shape[1]
     if n_ch < 1 or size % n_ch:
-        raise DataError(f"{path}: channels: {size} values per window are not divisible by n_channels {n_ch}")
-    return np.stack(flat).astype(np.float32).reshape(len(flat), n_ch, size // n_ch)
+        raise DataError(f"{path}: channels: {size} values per window ({where}) not divisible by n_channels {n_ch}")
+    return np.ascontiguousarray(rows, dtype=np.float32).reshape(len(rows), n_ch, size // n_ch)
 
 
 def _read_parquet(path: Path) -> Windows:
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    if "signal" not in table.column_names:
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if "signal" not in names:
         raise DataError(f"{path}: no 'signal' column (a list of C*L floats per window)")
-    cols = {c: table[c].to_pylist() for c in table.column_names if c != "signal"}
-    sig = table["signal"]
+    wanted = [c for c in (*ID_COLUMNS, "fs", "n_channels") if c in names]
+    table = pq.read_table(path, columns=[*wanted, "signal"])
+    sig = table["signal"].combine_chunks()
     if sig.null_count:
         raise DataError(f"{path}: column signal has {sig.null_count} null row(s)")
-    flat = [np.asarray(s, dtype=np.float32) for s in sig.to_pylist()]
-    channels = [int(c) for c in cols.get("n_channels", [1] * len(flat))]
-    x = _reshape(flat, channels, path, "column signal")
-    fs = _rate(cols["fs"], path) if "fs" in cols else None
-    return Windows(x, _ids(cols, len(flat), path.name), fs)
+    if len(sig) == 0:
+        raise DataError(f"{path}: no windows")
+    sizes = np.unique(pc.list_value_length(sig).to_numpy(zero_copy_only=False))
+    if sizes.size > 1:
+        raise DataError(f"{path}: length: windows of several sizes {sizes[:5].tolist()}; one length per file")
+    flat = sig.flatten().to_numpy(zero_copy_only=False)
+    rows = flat.reshape(len(sig), int(sizes[0]))  # the whole column at once, no Python loop over windows
+    channels = table["n_channels"].to_numpy(zero_copy_only=False) if "n_channels" in wanted else np.ones(1, int)
+    x = _reshape(rows, [int(c) for c in np.unique(channels)], path, "column signal")
+    fs = _rate(table["fs"].to_numpy(zero_copy_only=False), path) if "fs" in wanted else None
+    cols = {c: table[c].to_pylist() for c in wanted if c in ID_COLUMNS}
+    return Windows(x, _ids(cols, len(sig), path.name), fs)
 
 
 def _read_csv(path: Path, ucr: bool) -> Windows:
@@ -117,7 +126,7 @@ def _read_csv(path: Path, ucr: bool) -> Windows:
             "(a ragged line or a text cell)"
         )
     channels = [int(c) for c in df["n_channels"]] if "n_channels" in df else [1] * len(df)
-    x = _reshape(list(values), channels, path, f"{len(sample_cols)} sample columns")
+    x = _reshape(values, channels, path, f"{len(sample_cols)} sample columns")
     cols = {c: df[c].tolist() for c in df.columns if c in ID_COLUMNS}
     fs = _rate(df["fs"].to_numpy(), path) if "fs" in df else None
     return Windows(x, _ids(cols, len(df), path.name), fs)
