@@ -10,9 +10,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
-# Local mirror of the raw data (no internet here); unset it to download.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export TRLS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
+# The raw data's local mirror is params.yaml `data.mirror` (../shared/data, used where it exists, else
+# the official download); TRLS_DATA_MIRROR=/path (empty: download) overrides it for one run.
+MIRROR := $(if $(TRLS_DATA_MIRROR),$(TRLS_DATA_MIRROR),$(abspath $(CURDIR)/../shared/data))
 
 .PHONY: setup run pipeline run-bare ui test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare study clean-venv
 
@@ -87,7 +88,7 @@ study: setup
 # Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json
 bench-cinc2017: setup
-	$(BIN)/python bench/bench_cinc2017.py --mirror $(TRLS_DATA_MIRROR)
+	$(BIN)/python bench/bench_cinc2017.py --mirror $(MIRROR)
 
 # CinC 2017 at record level (profile cinc_record): floors on the evaluation's record splits
 # (majority, RR-interval features + gradient boosting) -> reports/cinc2017/floors.json

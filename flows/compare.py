@@ -95,6 +95,7 @@ def comparison_task(
     ``descriptions``: each method's one-line description (params.yaml ``methods``).
     """
     from trls_core.comparison import write_comparison
+    from trls_core.dvc_files import write_comparison_plot
     from trls_core.paths import report_dir, report_file
 
     rdir = report_dir(Path(root), dataset)
@@ -107,6 +108,7 @@ def comparison_task(
     )
     if task_name != "binary":  # one naming rule with the evaluation reports (paths.report_file)
         files = {k: f.rename(report_file(rdir, f.name, task_name)) for k, f in files.items()}
+    write_comparison_plot(Path(root), dataset, task_name, files["csv"])  # reports/dvc/: for dvc plots
     if track and run_id:
         from trls_core.tracking import resume_run
 

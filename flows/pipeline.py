@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from flows import (
 )
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
+from trls_core.errors import DataError
 from trls_core.paths import report_file
 
 DVC_STAGES = ("fetch", "parquet", "spectrogram")
@@ -51,6 +53,26 @@ STDERR_TAIL = 2000
 
 class DvcReproError(RuntimeError):
     """``dvc repro`` exited non-zero; the message carries the tail of DVC's output."""
+
+
+class DvcStageError(DvcReproError, DataError):
+    """A data stage failed on its input (exit 2): the message is the stage's own error line.
+
+    A missing mirror folder, an HTTP 404, a checksum mismatch or no network
+    (after the download's own retries) fail the same way every time, so the
+    ``dvc-repro`` task does not retry them (:func:`retry_unless_stage_error`).
+    """
+
+
+def retry_unless_stage_error(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn`` of ``dvc-repro``: retry a failure unless it is a :class:`DvcStageError`."""
+    exc = getattr(state, "data", None)
+    if not isinstance(exc, BaseException):
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception as err:  # noqa: BLE001 - an unreadable result: judge the error reading it
+            exc = err
+    return not isinstance(exc, DvcStageError)
 
 
 def dvc_executable() -> str:
@@ -69,15 +91,18 @@ def dvc_executable() -> str:
     task_run_name="dvc-repro-{dataset}",
     retries=2,
     retry_delay_seconds=[10, 30],
+    retry_condition_fn=retry_unless_stage_error,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
 def dvc_repro(root: str, dataset: str) -> str:
     """Reproduce the dataset's data stages; returns DVC's last output lines.
 
-    Retried because ``fetch`` talks to the network; a deterministic failure
-    (bad params, broken raw file) fails the same way three times, and the
-    raised message keeps DVC's own error text.
+    A stage's own error (exit 2: bad params, a missing mirror, a broken raw
+    file, no network after the download's retries) raises
+    :class:`DvcStageError` with the stage's message, not retried; any other
+    failure (DVC itself, a crash) is retried and the raised message keeps
+    DVC's own error text.
     """
     logger = run_logger()
     cmd = [dvc_executable(), "repro", *(f"{stage}@{dataset}" for stage in DVC_STAGES)]
@@ -86,6 +111,10 @@ def dvc_repro(root: str, dataset: str) -> str:
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     out = (proc.stdout or "").strip()
     if proc.returncode != 0:
+        said = f"{proc.stdout or ''}\n{proc.stderr or ''}"
+        stage_errors = [line.removeprefix("error: ") for line in said.splitlines() if line.startswith("error: stage ")]
+        if stage_errors and re.search(r"exited with 2\b", said):  # trls_core.stages._common: a user error
+            raise DvcStageError("\n".join(stage_errors))
         tail = ((proc.stderr or "").strip() or out)[-STDERR_TAIL:]
         raise DvcReproError(f"`dvc {' '.join(cmd[1:])}` failed (exit {proc.returncode}) in {root}:\n{tail}")
     last = "\n".join(out.splitlines()[-5:])

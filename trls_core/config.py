@@ -46,6 +46,7 @@ from trls_core.settings.training import (
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "DataParams",
     "DataStage",
     "Params",
     "deep_merge",
@@ -65,6 +66,17 @@ class DataStage(Strict):
     code: str = Field(min_length=1)  # the dataset plugin's module or package folder (relative to the project)
 
 
+class DataParams(Strict):
+    """Section ``data``: where the fetch stages find local copies of the raw data (each fetch stage declares it).
+
+    ``mirror``: a folder holding each dataset's files (``bonn-eeg/``, ``cinc2017/``, ...), relative to
+    the project root; used where it exists, else the official download. A dataset's own
+    ``<name>.fetch.mirror`` and the environment variable ``TRLS_DATA_MIRROR`` win over it.
+    """
+
+    mirror: str | None
+
+
 class Params(Strict):
     """The whole params.yaml after the profile has been merged in.
 
@@ -76,6 +88,7 @@ class Params(Strict):
 
     profile: str
     datasets: dict[str, DataStage]
+    data: DataParams
     model: ModelParams
     augment: AugmentParams
     pretrain: PretrainParams

@@ -13,5 +13,14 @@ class DataError(TrlsError):
     """Raw or intermediate data is missing, malformed or inconsistent."""
 
 
+class NetworkError(DataError):
+    """A download could not reach its source (no network, DNS, refused, timed out), after its own retries.
+
+    The fetch stage adds how to point at a local mirror instead; a source that
+    answers with an error (HTTP 404) or a file that fails its check is a plain
+    :class:`DataError`.
+    """
+
+
 class ConfigError(TrlsError):
     """params.yaml (or an override) is invalid; the message names the key."""

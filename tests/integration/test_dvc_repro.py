@@ -47,7 +47,7 @@ def _synthetic_mirror(dest: Path) -> Path:
 def _project(tmp: Path) -> Path:
     proj = tmp / "proj"
     proj.mkdir()
-    for name in ("trls_core", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"):
+    for name in ("trls_core", "bin", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -14,19 +14,19 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-from trls_core.errors import DataError
+from trls_core.errors import NetworkError
 
 PHYSIONET_HOST = "physionet.org"
 
 
 def require_network(dataset: str, section: str, host: str = PHYSIONET_HOST, timeout: float = 10.0) -> None:
-    """Fail with a clear :class:`DataError` when ``host`` cannot be reached on port 443."""
+    """Fail with a clear :class:`NetworkError` when ``host`` cannot be reached on port 443."""
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return
     except OSError as exc:
-        raise DataError(
-            f"{dataset}: no mirror given ({section}.fetch.mirror or TRLS_DATA_MIRROR) and {host} is "
+        raise NetworkError(
+            f"{dataset}: no mirror given ({section}.fetch.mirror, data.mirror or TRLS_DATA_MIRROR) and {host} is "
             f"unreachable ({exc}); fetch on a machine with internet or point to a mirror folder"
         ) from None
 

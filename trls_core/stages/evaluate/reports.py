@@ -50,6 +50,7 @@ def write_reports(
     missing or stale one is an error naming it, so a report never mixes
     settings. ``wall_seconds`` defaults to the sum of the units' own times.
     """
+    from trls_core.dvc_files import write_evaluation_files
     from trls_core.evaluate import embed
     from trls_core.plots import plot_confusion_matrix, plot_label_fraction_curve, plot_tsne
     from trls_core.protocol import aggregate_units
@@ -105,6 +106,7 @@ def write_reports(
     rdir = evaluation_dir(root, params)
     write_metrics_json(out, report_file(rdir, "metrics.json", ev.task))
     write_summary_md(out, report_file(rdir, "summary.md", ev.task))
+    write_evaluation_files(root, params, out)  # reports/dvc/: what dvc metrics / dvc plots read
     first = out["per_seed"][0]["linear_probe"]
     plot_confusion_matrix(
         np.asarray(first["confusion_matrix"]),
