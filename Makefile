@@ -45,6 +45,15 @@ run-bare: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
+# A registered encoder as a REST endpoint (raw windows (B, C, L) in, embeddings out), e.g.
+# curl -H 'Content-Type: application/json' -d '{"inputs": [[[...178 samples...]]]}' http://127.0.0.1:5001/invocations
+# `mlflow models serve` starts `uvicorn` by name: .venv/bin is on PATH above (docs/stack.md).
+MODEL ?= models:/trls-$(if $(DATASET),$(DATASET),epilepsy)-encoder@champion
+PORT ?= 5001
+serve: setup ## a registered model as a REST API on http://127.0.0.1:5001 (MODEL=models:/<name>@<alias>, PORT=)
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
+	  $(BIN)/mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT) -w 1
+
 test: setup
 	$(BIN)/python -m pytest -q
 
