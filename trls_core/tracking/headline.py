@@ -76,8 +76,9 @@ def headline_note(
     first = reports[tasks[0]] if tasks else {}
     seeds = first.get("seeds") or []
     lines = [f"### {title}" if title else "### Result", ""]
+    metric = HEADLINE_METRIC.replace("_", "-").replace("f1", "F1")
     lines.append(
-        f"Test split, {HEADLINE_METRIC.replace('_', '-')} mean ± std over {len(seeds) or '?'} evaluation seed(s)"
+        f"Test split, {metric} mean ± std over {len(seeds) or '?'} evaluation seed(s)"
         f" (pretraining seeds {first.get('pretrain_seeds', '?')}, encoder {first.get('encoder', '?')})."
     )
     lines += ["", "| setting | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
