@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,17 +24,30 @@ def test_every_stage_command_goes_through_the_launcher() -> None:
     assert os.access(LAUNCHER, os.X_OK)
 
 
-def test_launcher_uses_trls_python_then_the_venv(tmp_path: Path) -> None:
-    fake = tmp_path / "fakepy"
-    fake.write_text('#!/bin/sh\necho "fake $*"\n')
-    fake.chmod(0o755)
-    env = {"PATH": BARE_PATH, "TRLS_PYTHON": str(fake)}
-    out = subprocess.run([str(LAUNCHER), "fetch", "epilepsy"], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "fake -m trls_core.stages.fetch epilepsy"
-    if not (ROOT / ".venv" / "bin" / "python").is_file():
-        pytest.skip("no .venv in this checkout")
-    res = subprocess.run([str(LAUNCHER), "fetch", "--help"], env={"PATH": BARE_PATH}, capture_output=True, text=True)
-    assert res.returncode == 0 and "usage: trls_core.stages.fetch" in res.stdout, res.stderr
+def _fake_python(path: Path, name: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\necho "{name} $*"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_launcher_picks_trls_python_then_the_project_venv(tmp_path: Path) -> None:
+    """A copy of the launcher in a project whose .venv/bin/python is a stub (the real run: test_dvc_remote)."""
+    proj = tmp_path / "proj"
+    (proj / "bin").mkdir(parents=True)
+    shutil.copy2(LAUNCHER, proj / "bin" / "trls-stage")
+    _fake_python(proj / ".venv" / "bin" / "python", "venv")
+    override = _fake_python(tmp_path / "other" / "python", "override")
+
+    def run(**env: str) -> str:
+        res = subprocess.run(
+            ["bin/trls-stage", "fetch", "epilepsy"], cwd=proj, env={"PATH": BARE_PATH, **env}, capture_output=True
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout.decode().strip()
+
+    assert run() == "venv -m trls_core.stages.fetch epilepsy"
+    assert run(TRLS_PYTHON=str(override)) == "override -m trls_core.stages.fetch epilepsy"
 
 
 def test_launcher_without_a_stage_says_how_to_call_it() -> None:
