@@ -133,7 +133,8 @@ class EncoderModel(mlflow.pyfunc.PythonModel):
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x), self.batch_size):
-                raw = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size]))
+                # a copy per batch: the input may be read-only (Arrow-backed), which torch warns about
+                raw = torch.from_numpy(np.array(x[i : i + self.batch_size], dtype=np.float32, order="C"))
                 outs.append(self._encoder(self._transform(raw)))
         return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
 
