@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # the official download); TRLS_DATA_MIRROR=/path (empty: download) overrides it for one run.
 MIRROR := $(if $(TRLS_DATA_MIRROR),$(TRLS_DATA_MIRROR),$(abspath $(CURDIR)/../shared/data))
 
-.PHONY: setup run pipeline run-bare ui test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare study clean-venv
+.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare study clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -25,24 +25,28 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-setup: $(BIN)/.installed
+# every target with its `## ` line (a test checks that none lacks one)
+help: ## list the targets, one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z][a-zA-Z0-9_-]*:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(BIN)/.installed ## create .venv and install the pinned stack (once; every target depends on it)
 
 # The main job, as a Prefect flow (ephemeral API) with MLflow tracking (sqlite
 # ./mlflow.db, artifacts ./mlartifacts): dvc repro -> BYOL/TFRNN pretraining ->
 # evaluation units (mapped tasks) -> reports -> model registry (challenger/champion).
-run: setup
-	$(BIN)/python -m flows.pipeline
+run: setup ## the main job: trls pipeline (dvc repro -> pretrain -> evaluate -> registry), Prefect + MLflow
+	$(BIN)/trls pipeline
 
-pipeline: run
+pipeline: run ## same as make run
 
 # The same work without Prefect/MLflow: the CLI steps one after another.
-run-bare: setup
+run-bare: setup ## the same work without Prefect/MLflow: dvc repro, trls pretrain, trls evaluate
 	$(BIN)/dvc repro
 	$(BIN)/trls pretrain
 	$(BIN)/trls evaluate
 
 # MLflow UI on the same store: http://127.0.0.1:5000
-ui: setup
+ui: setup ## MLflow UI on http://127.0.0.1:5000 against ./mlflow.db
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 # A registered encoder as a REST endpoint (raw windows (B, C, L) in, embeddings out), e.g.
@@ -54,66 +58,66 @@ serve: setup ## a registered model as a REST API on http://127.0.0.1:5001 (MODEL
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
 	  $(BIN)/mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT) -w 1
 
-test: setup
+test: setup ## the whole test suite (<= 10 min on 2 cores)
 	$(BIN)/python -m pytest -q
 
 # ruff lint + format check (settings in pyproject.toml); `make format` applies the formatter
-lint: setup
+lint: setup ## ruff lint + format check (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: setup
+format: setup ## apply ruff's fixes and formatter
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-fast: setup
+test-fast: setup ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: setup
+bench: setup ## spectrogram, encoder and TS2Vec-crop micro-benchmarks
 	$(BIN)/python bench/bench_spectrogram.py
 	$(BIN)/python bench/bench_encoder.py
 	$(BIN)/python bench/bench_ts2vec_crop.py
 
 # Prefect + MLflow overhead vs bare calls, full small-profile run each (~20 min on 2 cores)
-bench-orchestration: setup
+bench-orchestration: setup ## Prefect + MLflow overhead vs bare calls (~20 min)
 	$(BIN)/dvc repro
 	$(BIN)/python bench/bench_orchestration.py
 
 # Baselines through one protocol (compare.methods and compare.settings in params.yaml)
 # -> reports/<dataset>/comparison.{md,csv,png}; ablations: make compare METHODS="trls trls_cnn ...";
 # another dataset: make compare DATASET=cinc2017
-compare: setup
+compare: setup ## baselines/ablations through one protocol -> reports/<ds>/comparison.* (METHODS=, DATASET=)
 	$(BIN)/dvc repro
 	$(BIN)/trls compare $(foreach m,$(METHODS),--method $(m)) $(if $(DATASET),--dataset $(DATASET))
 
 # A validation study (experiments/<name>.yaml): its variants pretrained and scored on held-out
 # validation -> reports/studies/<name>.{csv,md}, one MLflow parent run with a child per variant;
 # e.g. make study STUDY=experiments/epilepsy_epochs.yaml  (trls study ... --dry-run lists the variants)
-study: setup
+study: setup ## a validation study: make study STUDY=experiments/<name>.yaml
 	@test -n "$(STUDY)" || { echo "usage: make study STUDY=experiments/<name>.yaml"; exit 2; }
 	$(BIN)/dvc repro
 	$(BIN)/trls study $(STUDY)
 
 # Full-size CinC 2017 data stages from the mirror, each stage under /usr/bin/time -v
 # (target: <= 3 min, <= 3 GB peak on 2 cores) -> bench/results/cinc2017.json
-bench-cinc2017: setup
+bench-cinc2017: setup ## full-size CinC 2017 data stages from the mirror, timed
 	$(BIN)/python bench/bench_cinc2017.py --mirror $(MIRROR)
 
 # CinC 2017 at record level (profile cinc_record): floors on the evaluation's record splits
 # (majority, RR-interval features + gradient boosting) -> reports/cinc2017/floors.json
-floors: setup
+floors: setup ## CinC 2017 record-level floors (majority, RR features + GBM)
 	$(BIN)/dvc repro spectrogram@cinc2017
 	$(BIN)/trls floors --profile cinc_record --set "evaluate.seeds=[0, 1, 2]"
 
 # TRLS over 3 pretraining seeds against the floors (~20 min per seed on 2 cores)
 # -> docs/results/cinc2017-record.{json,png}
-bench-cinc-record: setup
+bench-cinc-record: setup ## TRLS on CinC 2017 at record level over 3 seeds (~20 min per seed)
 	$(BIN)/dvc repro spectrogram@cinc2017
 	$(BIN)/python bench/cinc_record.py --seeds 0 1 2
 
 # The CinC encoders (bench-cinc-record first) probed on UCR ECG200 -> docs/results/transfer-ecg200.{json,png}
-bench-transfer: setup
+bench-transfer: setup ## the CinC encoders probed on UCR ECG200
 	$(BIN)/python bench/transfer_ecg200.py --seeds 0 1 2
 
-clean-venv:
+clean-venv: ## remove .venv
 	rm -rf $(VENV)

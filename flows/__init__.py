@@ -7,7 +7,10 @@ task here persists or caches Prefect results.
 
 Modules: ``pretrain`` (one task per seed), ``finetune`` (evaluation
 protocol), ``pipeline`` (DVC data -> pretrain -> evaluate -> registry, under
-one MLflow parent run), ``schedule`` (cron deployment of the pipeline).
+one MLflow parent run), ``schedule`` (cron deployment of the pipeline, one
+run at a time), ``compare`` and ``study``; ``artifacts`` (what the Prefect UI
+shows: report / promotion / comparison artifacts, progress), ``retries``
+(which failures are retried), ``runners`` (the inline task runner).
 
 This package imports nothing heavy at import time; the helpers below are
 shared by the flow modules.

@@ -26,8 +26,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run, yield_cpu_to_training
+from flows.artifacts import comparison_artifacts
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
+from flows.retries import MLFLOW_RETRY
 
 
 def method_workspace(root: Path, dataset: str, method: str) -> Path:
@@ -78,7 +80,7 @@ def _link_dir(src: Path, link: Path) -> None:
         link.symlink_to(src, target_is_directory=True)
 
 
-@task(name="comparison-report", cache_policy=NO_CACHE, persist_result=False)
+@task(name="comparison-report", cache_policy=NO_CACHE, persist_result=False, **MLFLOW_RETRY)
 def comparison_task(
     root: str,
     dataset: str,
@@ -90,9 +92,12 @@ def comparison_task(
     compute_seconds: dict[str, float] | None = None,
     descriptions: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Write ``reports/<dataset>/comparison.{md,csv}`` + plots (and log them to the compare run).
+    """Write ``reports/<dataset>/comparison.{md,csv}`` + plots, log them to the compare run, show them in Prefect.
 
-    ``descriptions``: each method's one-line description (params.yaml ``methods``).
+    ``descriptions``: each method's one-line description (params.yaml
+    ``methods``). Prefect artifacts: the CSV as a table and the markdown
+    report (with the MLflow run link). Retried on transient failures only
+    (:mod:`flows.retries`); rewriting the files is idempotent.
     """
     from trls_core.comparison import write_comparison
     from trls_core.dvc_files import write_comparison_plot
@@ -109,12 +114,14 @@ def comparison_task(
     if task_name != "binary":  # one naming rule with the evaluation reports (paths.report_file)
         files = {k: f.rename(report_file(rdir, f.name, task_name)) for k, f in files.items()}
     write_comparison_plot(Path(root), dataset, task_name, files["csv"])  # reports/dvc/: for dvc plots
+    run = None
     if track and run_id:
         from trls_core.tracking import resume_run
 
         run = resume_run(Path(root), run_id)  # the flow's `with` ends it
         for f in files.values():
             run.log_artifact(f, "comparison")
+    comparison_artifacts(files, dataset, task_name, run)
     run_logger().info("comparison written: %s", ", ".join(str(f) for f in files.values()))
     return {k: str(v) for k, v in files.items()}
 

@@ -1,21 +1,27 @@
 """Evaluation flow: linear probe, label-fraction fine-tuning and controls, fanned out -> ``reports/<dataset>/``.
 
 The protocol's units (``trls_core.protocol``: ``linear_probe/seed=s``,
-``finetune/<fraction>/seed=s``, ``controls/<name>/seed=s``) are mapped as
-one ``evaluate-unit`` task run each, so every fraction x seed is visible,
-retried and failed on its own in the Prefect UI. Each unit writes its result
+``finetune/<fraction>/seed=s``, ``controls/<name>/seed=s``) are submitted as
+one ``evaluate-unit`` task run each, so every fraction x seed is visible and
+fails on its own in the Prefect UI. Units are not retried: a failing unit
+fails the same way again (a bug, bad data) or repeats minutes of training; the
+rerun of the flow reruns only the failed ones. Each unit writes its result
 file (``trls_core.stages.evaluate.evaluate_unit``) and, when tracking, its
 own MLflow run nested under one ``evaluate/<task>`` run. A ``report`` task
-then aggregates the unit files into ``metrics.json``, summary and plots and
-logs them to the ``evaluate`` run.
+then aggregates the unit files into ``metrics.json``, summary and plots, logs
+them to the ``evaluate`` run (retried on transient MLflow/IO errors only, see
+:mod:`flows.retries`) and shows the results as Prefect table + markdown
+artifacts; a progress artifact counts the units done (the pipeline's, when
+it passes ``progress_id``).
 
 Tasks pass unit tuples, paths and run ids; each task loads the data it needs
 (cached per process, see :func:`_context`). A rerun reuses every unit
 result whose fingerprint is current, so a failed flow run picks up where it
 stopped.
 
-Task runner: :class:`flows.runners.InlineTaskRunner`, each mapped unit runs
-at once in the flow's own thread, one after another. On the 2-core CPU
+Task runner: :class:`flows.runners.InlineTaskRunner` (Prefect's public
+``TaskRunner`` interface), each submitted unit runs at once in the flow's own
+thread, one after another. On the 2-core CPU
 machines torch's intra-op threads already use both cores; measured, the
 same units ran 31 % slower in a thread-pool worker thread than in the
 thread that pretrained (bench/results/orchestration.json); and units in
@@ -45,6 +51,8 @@ from flows import (
     start_run,
     yield_cpu_to_training,
 )
+from flows.artifacts import Progress, report_artifacts
+from flows.retries import MLFLOW_RETRY
 from flows.runners import InlineTaskRunner
 from trls_core.paths import report_file
 
@@ -72,26 +80,29 @@ def _with_task(params: Any, task_name: str | None) -> Any:
     return params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"task": task_name})})
 
 
-def _load(params_path: str, profile: str | None, task_name: str | None) -> Any:
+def _load(params_path: str, profile: str | None, task_name: str | None, sets: list[str] | None = None) -> Any:
     from trls_core.config import load_params
 
-    return _with_task(load_params(params_path, profile), task_name)
+    return _with_task(load_params(params_path, profile, sets), task_name)
 
 
-def _context(root: str, params_path: str, profile: str | None, task_name: str | None) -> tuple[Any, Any]:
+def _context(
+    root: str, params_path: str, profile: str | None, task_name: str | None, sets: list[str] | None = None
+) -> tuple[Any, Any]:
     """(params, EvalContext), loaded once per process and params file content.
 
     Mapped unit tasks run in the same worker process: re-reading the
     spectrogram tensors for each of ~40 units would be wasted I/O. Keyed by
-    the params file's bytes so an edited file is never served stale.
+    the params file's bytes (and the ``--set`` overrides) so an edited file
+    is never served stale.
     """
     from trls_core.stages.evaluate import load_context
 
-    key = (root, params_path, Path(params_path).read_bytes(), profile, task_name)
+    key = (root, params_path, Path(params_path).read_bytes(), profile, task_name, tuple(sets or ()))
     with _CTX_LOCK:
         if key not in _CTX:
             _CTX.clear()
-            params = _load(params_path, profile, task_name)
+            params = _load(params_path, profile, task_name, sets)
             _CTX[key] = (params, load_context(Path(root), params))
         return _CTX[key]
 
@@ -125,22 +136,22 @@ def evaluate_unit_task(
     unit: tuple[str, int, float | None],
     track: bool = True,
     parent_run_id: str | None = None,
+    sets: list[str] | None = None,
+    force: bool = False,
 ) -> str:
-    """Run (or reuse) one protocol unit; returns its result file. ``unit_name`` names the task run."""
+    """Run (or reuse) one protocol unit; returns its result file. ``unit_name`` names the task run.
+
+    ``force`` reruns the unit even when its stored result is current.
+    """
     from trls_core.protocol import Unit
     from trls_core.stages.evaluate import evaluate_unit
 
     logger = run_logger()
     u = Unit(*unit)
-    params, ctx = _context(root, params_path, profile, task_name)
-    path, result, ran = evaluate_unit(Path(root), params, u, ctx)
-    f1 = result.get("macro_f1")
-    f1s = f"{f1:.4f}" if isinstance(f1, float) else str(f1)
-    if not ran:
-        logger.info("%s: stored result is current (macro-F1 %s), reused", u.name, f1s)
-        return str(path)
-    logger.info("%s: macro-F1 %s (%.1f s)", u.name, f1s, result.get("unit_seconds", float("nan")))
-    if track:
+    params, ctx = _context(root, params_path, profile, task_name, sets)
+    if track and (force or not _is_current(Path(root), params, u, ctx)):
+        # the unit's MLflow run is open while the unit runs: its duration is the unit's, and a
+        # failing unit leaves a FAILED run; a reused result opens no run
         tags = {"stage": "evaluate-unit", "task": params.evaluate.task, **flow_run_tags()}
         with start_run(
             True,
@@ -151,11 +162,29 @@ def evaluate_unit_task(
             tags=tags,
             parent_run_id=parent_run_id,
         ) as run:
+            run.log_splits(params.evaluate.dataset)
+            path, result, ran = evaluate_unit(Path(root), params, u, ctx, force=force)
             _log_unit(run, u.name, result)
+    else:
+        path, result, ran = evaluate_unit(Path(root), params, u, ctx, force=force)
+    f1 = result.get("macro_f1")
+    f1s = f"{f1:.4f}" if isinstance(f1, float) else str(f1)
+    if not ran:
+        logger.info("%s: stored result is current (macro-F1 %s), reused", u.name, f1s)
+        return str(path)
+    logger.info("%s: macro-F1 %s (%.1f s)", u.name, f1s, result.get("unit_seconds", float("nan")))
     return str(path)
 
 
-@task(name="report", cache_policy=NO_CACHE, persist_result=False)
+def _is_current(root: Path, params: Any, unit: Any, ctx: Any) -> bool:
+    """Whether the unit's stored result has the current fingerprint (``evaluate_unit`` will reuse it)."""
+    from trls_core.stages.evaluate import read_unit, unit_file
+
+    path = unit_file(root, params, unit)
+    return path.is_file() and read_unit(path)["fingerprint"] == ctx.fingerprint(unit)
+
+
+@task(name="report", cache_policy=NO_CACHE, persist_result=False, **MLFLOW_RETRY)
 def report_task(
     root: str,
     params_path: str,
@@ -164,18 +193,28 @@ def report_task(
     wall_seconds: float,
     track: bool = True,
     run_id: str | None = None,
+    sets: list[str] | None = None,
 ) -> str:
-    """Aggregate the unit results into the report files (and log them to the evaluate run)."""
+    """Aggregate the unit results into the report files, log them to the evaluate run, show them in Prefect.
+
+    Retried on transient failures only (a locked MLflow store, a dropped
+    connection: :mod:`flows.retries`); rewriting the report is cheap and
+    idempotent. The Prefect artifacts: a table (probe, fractions, controls:
+    mean ± std) and the summary as markdown with the MLflow run link.
+    """
     from trls_core.stages.evaluate import write_reports
 
     logger = run_logger()
-    params, ctx = _context(root, params_path, profile, task_name)
+    params, ctx = _context(root, params_path, profile, task_name, sets)
     rdir = write_reports(Path(root), params, ctx, wall_seconds=wall_seconds)
+    metrics = report_file(rdir, "metrics.json", params.evaluate.task)
+    run = None
     if track and run_id:
         from trls_core.tracking import log_evaluation, resume_run
 
         run = resume_run(Path(root), run_id)  # not finished here: the flow's `with` ends it
-        log_evaluation(run, rdir, metrics_file=report_file(rdir, "metrics.json", params.evaluate.task).name)
+        log_evaluation(run, rdir, metrics_file=metrics.name)
+    report_artifacts(metrics, report_file(rdir, "summary.md", params.evaluate.task), run)
     logger.info("reports written to %s", rdir)
     return str(rdir)
 
@@ -192,12 +231,19 @@ def finetune_flow(
     task: str | None = None,
     track: bool = True,
     parent_run_id: str | None = None,
+    sets: list[str] | None = None,
+    force: bool = False,
+    progress_id: str | None = None,
 ) -> str:
     """Evaluate the pretrained encoders (``task`` overrides ``evaluate.task``); returns the report folder.
 
-    ``params_path`` is relative to ``root`` unless absolute. Every unit runs
-    even if another fails; the flow then fails naming each failed unit, and
-    the units that succeeded keep their result files for the rerun.
+    ``params_path`` is relative to ``root`` unless absolute; ``sets`` are
+    ``--set`` overrides (``dotted.key=value``) applied after the profile.
+    Every unit runs even if another fails; the flow then fails naming each
+    failed unit, and the units that succeeded keep their result files for
+    the rerun. ``force`` reruns every unit even when its stored result is
+    current. ``progress_id``: the pipeline's progress artifact to advance
+    (same process); without one the flow shows its own.
     """
     from trls_core.stages.evaluate import units_for
 
@@ -205,7 +251,7 @@ def finetune_flow(
     logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     t0 = time.perf_counter()
     root_p, params_p = resolve_paths(root, params_path)
-    params = _load(str(params_p), profile, task)  # fail fast on bad params
+    params = _load(str(params_p), profile, task, sets)  # fail fast on bad params
     ev = params.evaluate
     units = units_for(params)
     logger.info(
@@ -230,14 +276,23 @@ def finetune_flow(
     ) as run:
         if parent_run_id is None:
             log_params_file(run, params_p, params)
-        common = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "task_name": task}
-        futures = evaluate_unit_task.map(
-            **common,
-            unit_name=[u.name for u in units],
-            unit=[tuple(u) for u in units],
-            track=track,
-            parent_run_id=run.run_id,
-        )
+        run.log_splits(ev.dataset)  # the splits probed, fine-tuned and scored (MLflow dataset inputs)
+        common = {
+            "root": str(root_p),
+            "params_path": str(params_p),
+            "profile": profile,
+            "task_name": task,
+            "sets": sets,
+        }
+        part = f"evaluate {ev.task}"
+        progress = Progress.find(progress_id) or Progress({part: len(units)}, title="evaluation units done")
+        futures = []
+        for u in units:  # one task run per unit; the progress advances as each finishes
+            fut = evaluate_unit_task.submit(
+                **common, unit_name=u.name, unit=tuple(u), track=track, parent_run_id=run.run_id, force=force
+            )
+            fut.add_done_callback(progress.future_done(part))
+            futures.append(fut)
         wait(futures)
         failed = [(u, f.state) for u, f in zip(units, futures) if not f.state.is_completed()]
         if failed:

@@ -14,6 +14,14 @@ Steps:
    current one on the same test split (score: linear-probe macro-F1 mean;
    split: ``tracking.split_digest``, the Parquet digest + task).
 
+The Prefect UI shows the work (:mod:`flows.artifacts`): a progress artifact
+on this flow run counts pretraining seeds and evaluation units done / total;
+each evaluation report and the promotion decision (reason, MLflow links) are
+table / markdown artifacts. Retries: ``dvc-repro`` (the fetch talks to the
+network) and the evaluation ``report`` task (it logs to MLflow; transient
+failures only, :mod:`flows.retries`); never pretraining, evaluation units
+(both repeat minutes to hours of compute) or ``register`` (not idempotent).
+
 A failing step raises, so Prefect marks the flow run Failed with the cause
 and the MLflow parent run ends FAILED; the stages write atomically, so what
 earlier steps produced stays intact for the rerun.
@@ -42,6 +50,7 @@ from flows import (
     start_run,
     yield_cpu_to_training,
 )
+from flows.artifacts import Progress, artifact_key, promotion_artifact
 from flows.finetune import finetune_flow
 from flows.pretrain import pretrain_flow
 from trls_core.errors import DataError
@@ -145,33 +154,113 @@ def register_task(
     report_dir: str,
     task_name: str,
     model_name: str,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Register the encoder from the parent run and promote it if it beats the champion.
 
     Comparable only on the same test split of the same task: the split
     digest is ``tracking.split_digest`` (meta.json ``parquet_sha256`` + task).
+    Weights equal to the latest version's are not registered again unless
+    ``force`` (the outcome says ``skipped``, the version is the existing one).
+    Not retried: registering is not idempotent (a retry after the version
+    was created would skip it as a duplicate and lose its promotion
+    decision); rerun the pipeline instead, everything before is reused. The
+    decision is shown as a Prefect markdown artifact with the reason and
+    the MLflow links.
     """
+    from trls_core.paths import parquet_file
     from trls_core.tracking import promote_if_better, register_encoder, resume_run, split_digest
 
     logger = run_logger()
     score = promotion_score(Path(report_dir), task_name)
     digest = split_digest(Path(spectrogram_dir), task_name)
     run = resume_run(Path(root), parent_run_id)  # not a `with`: the flow's parent run ends it
-    version = register_encoder(
-        run, Path(model_dir), Path(spectrogram_dir), model_name, task=task_name, test_macro_f1=score
+    dataset = Path(spectrogram_dir).name
+    reg = register_encoder(
+        run,
+        Path(model_dir),
+        Path(spectrogram_dir),
+        model_name,
+        task=task_name,
+        test_macro_f1=score,
+        force=force,
+        windows=parquet_file(Path(root), dataset),
     )
-    promoted, reason = promote_if_better(model_name, version, score, digest, root=Path(root))
-    run.log_metrics({"promotion_score": score}, step=0)
+    if reg.skipped:
+        promoted, reason = False, reg.reason
+    else:
+        promoted, reason = promote_if_better(model_name, reg.version, score, digest, root=Path(root))
     run.set_tags({"promoted": str(promoted), "promotion_reason": reason})
-    logger.info("%s v%s (linear-probe macro-F1 %.4f): %s", model_name, version, score, reason)
-    return {
+    logger.info("%s v%s (linear-probe macro-F1 %.4f): %s", model_name, reg.version, score, reason)
+    outcome = {
         "model_name": model_name,
-        "version": str(version),
+        "version": reg.version,
+        "skipped": reg.skipped,
         "score": score,
         "split_digest": digest,
         "promoted": bool(promoted),
         "reason": reason,
     }
+    promotion_artifact(outcome, Path(spectrogram_dir).name, run)
+    return outcome
+
+
+def pipeline_params(
+    params_path: str | Path,
+    profile: str | None = None,
+    dataset: str | None = None,
+    sets: list[str] | None = None,
+    built_by_dvc: bool = True,
+) -> tuple[Any, str]:
+    """The settings a pipeline run trains with and its dataset; what cannot run fails here, saying why.
+
+    Checked before anything runs (``trls pipeline`` and ``trls schedule``
+    call it before Prefect starts): the profile exists (else the profiles are
+    named), the dataset has a section (else the known ones are named), DVC
+    builds it (``datasets:`` in params.yaml) unless ``built_by_dvc`` is off,
+    the params train and evaluate on it (else the profiles that do are
+    named), and no ``--set`` touches the data settings, which DVC reads from
+    params.yaml.
+    """
+    from trls_core.config import load_params, parse_overrides, read_raw_params, resolve_params
+    from trls_core.errors import ConfigError
+
+    params = load_params(params_path, profile, sets)
+    data_keys = sorted(k for k in parse_overrides(sets) if k in params.sections or k == "datasets")
+    if data_keys:
+        raise ConfigError(
+            f"--set {', '.join(data_keys)}: data settings are DVC's (its stages read params.yaml); "
+            "edit params.yaml instead, and the pipeline's `dvc repro` rebuilds the data"
+        )
+    ds = dataset or params.pretrain.dataset
+    params.dataset(ds)  # an unknown dataset fails naming the known ones
+    if built_by_dvc and ds not in params.datasets:
+        raise ConfigError(
+            f"dataset {ds!r} is not built by DVC: params.yaml `datasets:` lists {sorted(params.datasets)}; "
+            f"add it there (docs/datasets/adding.md)"
+        )
+    if ds != params.pretrain.dataset or ds != params.evaluate.dataset:
+        raw = read_raw_params(params_path)
+        fits = []
+        for name in sorted(raw.get("profiles") or {}):
+            other = resolve_params(raw, profile=name, source=str(params_path))
+            if other.pretrain.dataset == ds and other.evaluate.dataset == ds:
+                fits.append(name)
+        hint = f"use --profile {' or '.join(fits)}" if fits else f"set pretrain.dataset and evaluate.dataset to {ds!r}"
+        raise ConfigError(
+            f"dataset {ds!r}: profile {params.profile!r} trains on pretrain.dataset={params.pretrain.dataset!r}, "
+            f"evaluate.dataset={params.evaluate.dataset!r}; {hint}"
+        )
+    return params, ds
+
+
+def n_units(params: Any, task_name: str) -> int:
+    """How many evaluation units the task has (for the progress total)."""
+    from trls_core.stages.evaluate import units_for
+
+    return len(
+        units_for(params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"task": task_name})}))
+    )
 
 
 def _parent_tags(root: Path, params: Any, dataset: str) -> dict[str, str]:
@@ -199,8 +288,10 @@ def pipeline_flow(
     dataset: str | None = None,
     track: bool = True,
     register_model: bool = True,
-    model_name: str = "trls-epilepsy-encoder",
+    model_name: str | None = None,
     skip_data: bool = False,
+    force: bool = False,
+    sets: list[str] | None = None,
 ) -> dict[str, Any]:
     """Data (DVC) -> pretraining -> evaluation -> registration, as one observable run.
 
@@ -209,32 +300,37 @@ def pipeline_flow(
     data is already built, e.g. in tests). DVC reads ``<root>/params.yaml``;
     ``params_path`` (relative to ``root`` unless absolute) is what the
     training steps read. Registration needs tracking; with ``track=False``
-    it is skipped. Returns the model folders, report folder, MLflow parent
-    run id and the registration outcome.
+    it is skipped. ``model_name`` defaults to ``trls-<dataset>-encoder``;
+    an encoder whose weights equal that model's latest version is not
+    registered again unless ``force``. Returns the model folders, report
+    folder, MLflow parent run id and the registration outcome; the parent
+    run carries the headline (``tracking.log_headline``). ``force`` is a
+    real retrain: every seed trains from scratch, every evaluation unit
+    reruns, and the encoder is registered even when its weights equal the
+    latest version's. ``sets`` are ``--set`` overrides of the training
+    settings (data settings are DVC's: edit params.yaml).
     """
-    from trls_core.config import load_params
-    from trls_core.errors import ConfigError
     from trls_core.paths import model_dir, spectrogram_dir
 
     logger = run_logger()
     logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
-    params = load_params(params_p, profile)
-    ds = dataset or params.pretrain.dataset
-    params.dataset(ds)
-    if ds != params.pretrain.dataset or ds != params.evaluate.dataset:
-        raise ConfigError(
-            f"pipeline dataset {ds!r} but params pretrain.dataset={params.pretrain.dataset!r}, "
-            f"evaluate.dataset={params.evaluate.dataset!r}: set those (or a profile) to {ds!r}"
-        )
+    params, ds = pipeline_params(params_p, profile, dataset, sets, built_by_dvc=not skip_data)
 
     if skip_data:
         logger.info("skip_data: using the data already in %s", spectrogram_dir(root_p, ds))
     else:
         dvc_repro(str(root_p), ds)
 
-    sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track}
+    sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track, "sets": sets}
     result: dict[str, Any] = {"dataset": ds, "profile": params.profile}
+    tasks = [params.evaluate.task, *(t for t in params.evaluate.also_tasks if t != params.evaluate.task)]
+    progress = Progress(
+        {"pretraining": len(params.pretrain.seeds), **{f"evaluate {t}": n_units(params, t) for t in tasks}},
+        key=artifact_key(ds, "pipeline-progress"),
+        title="units done",
+    )
+    sub["progress_id"] = progress.id
     tags = _parent_tags(root_p, params, ds) if track else {}
     with start_run(
         track,
@@ -247,19 +343,22 @@ def pipeline_flow(
             "encoder": params.model.encoder,
             "task": params.evaluate.task,
             "params_path": str(params_p),
+            "force": force,
+            **({"sets": " ".join(sets)} if sets else {}),
         },
         tags=tags,
     ) as parent:
         result["run_id"] = parent.run_id
         log_params_file(parent, params_p, params)
-        result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id)
-        result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id)
+        parent.log_splits(ds)  # the Parquet's train/val/test as MLflow dataset inputs
+        result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id, force=force)
+        result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id, force=force)
         result["also_report_dirs"] = {
-            t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t)
-            for t in params.evaluate.also_tasks
-            if t != params.evaluate.task
+            t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t, force=force) for t in tasks[1:]
         }
         if register_model and track:
+            from trls_core.tracking import registered_model_name
+
             mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
             result["registration"] = register_task(
                 str(root_p),
@@ -268,10 +367,18 @@ def pipeline_flow(
                 str(spectrogram_dir(root_p, ds)),
                 result["report_dir"],
                 params.evaluate.task,
-                model_name,
+                model_name or registered_model_name(ds),
+                force,
             )
         elif register_model:
             logger.warning("register_model=True needs track=True (the registry is MLflow's): not registering")
+        if track:
+            from trls_core.tracking import log_headline
+
+            dirs = {params.evaluate.task: result["report_dir"], **result["also_report_dirs"]}
+            reports = {t: report_file(Path(d), "metrics.json", t) for t, d in dirs.items()}
+            log_headline(parent, reports, result.get("registration"), title=f"{ds}, profile {params.profile}")
+    progress.close()
     logger.info("pipeline done: %s", result)
     return result
 

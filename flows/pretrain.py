@@ -1,9 +1,13 @@
 """Pretraining flow: one Prefect task per seed around ``trls_core.stages.pretrain.pretrain_seed``.
 
-Each seed is its own task run (retried, observed and failed separately) and,
+Each seed is its own task run (observed and failed separately; never retried:
+a retry would repeat the training, and the rerun of the flow resumes the seed
+from its last checkpoint instead) and,
 when tracking, its own MLflow run nested under a ``pretrain`` run, which in
 turn nests under the pipeline's parent run when one is given. Per-epoch
-loss / lr / tau go to the seed's run as they are produced.
+loss / lr / tau go to the seed's run as they are produced, with the
+machine's system metrics (``system/*``) and the train split as its dataset
+input.
 
 Seeds run one after another: on the 2-core CPU machines parallel seeds only
 fight over the same cores; past one machine the scale-out is torch DDP or a
@@ -28,6 +32,7 @@ from flows import (
     start_run,
     yield_cpu_to_training,
 )
+from flows.artifacts import Progress
 
 EPOCH_KEYS = {"loss": "loss", "lr": "lr", "tau": "tau", "seconds": "epoch_seconds"}
 
@@ -36,11 +41,11 @@ def _epoch_metrics(rec: dict[str, Any]) -> dict[str, float]:
     return {name: float(rec[k]) for k, name in EPOCH_KEYS.items() if isinstance(rec.get(k), (int, float))}
 
 
-def _load(params_path: str, profile: str | None, subset_fraction: float | None) -> Any:
-    """Params from the file, with ``pretrain.subset_fraction`` overridden when given (validated)."""
+def _load(params_path: str, profile: str | None, subset_fraction: float | None, sets: list[str] | None = None) -> Any:
+    """Params from the file (``sets``: ``--set`` overrides), ``pretrain.subset_fraction`` overridden when given."""
     from trls_core.config import load_params
 
-    params = load_params(params_path, profile)
+    params = load_params(params_path, profile, sets)
     if subset_fraction is None:
         return params
     pre = params.pretrain.model_validate({**params.pretrain.model_dump(), "subset_fraction": subset_fraction})
@@ -75,16 +80,19 @@ def pretrain_seed_task(
     track: bool = True,
     parent_run_id: str | None = None,
     subset_fraction: float | None = None,
+    sets: list[str] | None = None,
+    force: bool = False,
 ) -> str:
     """Pretrain (resume, or skip when done) one seed; returns its model folder.
 
     Params are re-read from the file rather than passed in, so the task's
-    inputs stay plain paths.
+    inputs stay plain paths. ``force`` trains from scratch even when a
+    finished model or a checkpoint with these parameters exists.
     """
     from trls_core.stages.pretrain import pretrain_seed
 
     logger = run_logger()
-    params = _load(params_path, profile, subset_fraction)
+    params = _load(params_path, profile, subset_fraction, sets)
     ds = params.pretrain.dataset
     tags = {"stage": "pretrain", "seed": str(seed), "profile": params.profile, **flow_run_tags()}
     with start_run(
@@ -111,7 +119,9 @@ def pretrain_seed_task(
             run.log_metrics(_epoch_metrics(rec), step=int(rec["epoch"]))
             logged.add(int(rec["epoch"]))
 
-        out = pretrain_seed(Path(root), params, seed, progress=False, on_epoch=on_epoch)
+        run.log_splits(ds, splits=("train",))  # what the encoder saw (MLflow dataset input, context train)
+        with run.system_metrics():  # CPU / memory / disk / network (GPU where present) as system/* metrics
+            out = pretrain_seed(Path(root), params, seed, progress=False, on_epoch=on_epoch, force=force)
         info = json.loads((out / "encoder.json").read_text())
         # a resumed or already-finished seed ran fewer epochs now than its history
         # holds: log the rest from encoder.json so every seed run has its full curve
@@ -150,6 +160,9 @@ def pretrain_flow(
     track: bool = True,
     parent_run_id: str | None = None,
     subset_fraction: float | None = None,
+    sets: list[str] | None = None,
+    force: bool = False,
+    progress_id: str | None = None,
 ) -> list[str]:
     """BYOL pretraining of every seed (``seeds`` overrides ``pretrain.seeds``); returns the model folders.
 
@@ -158,14 +171,17 @@ def pretrain_flow(
     subsets); it is part of the weights' fingerprint, so a model trained on
     another subset is retrained, never resumed.
 
-    ``params_path`` is relative to ``root`` unless absolute. With ``track``
-    the seed runs nest under one ``pretrain`` MLflow run (itself under
-    ``parent_run_id`` when the pipeline passes one).
+    ``params_path`` is relative to ``root`` unless absolute; ``sets`` are
+    ``--set`` overrides applied after the profile. With ``track`` the seed
+    runs nest under one ``pretrain`` MLflow run (itself under
+    ``parent_run_id`` when the pipeline passes one). ``force`` retrains every
+    seed from scratch. ``progress_id``: the pipeline's progress artifact,
+    advanced by one per finished seed.
     """
     logger = run_logger()
     logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
-    params = _load(str(params_p), profile, subset_fraction)  # fail fast on bad params, before any run is opened
+    params = _load(str(params_p), profile, subset_fraction, sets)  # fail fast on bad params, before any run is opened
     seed_list = list(seeds) if seeds else list(params.pretrain.seeds)
     logger.info(
         "pretraining %s on %s, profile %s, seeds %s (root %s)",
@@ -188,8 +204,14 @@ def pretrain_flow(
     ) as run:
         if parent_run_id is None:
             log_params_file(run, params_p, params)
-        dirs = [
-            pretrain_seed_task(str(root_p), str(params_p), profile, s, track, run.run_id, subset_fraction)
-            for s in seed_list
-        ]
+        progress = Progress.find(progress_id)
+        dirs = []
+        for s in seed_list:
+            dirs.append(
+                pretrain_seed_task(
+                    str(root_p), str(params_p), profile, s, track, run.run_id, subset_fraction, sets, force
+                )
+            )
+            if progress is not None:
+                progress.advance("pretraining")
     return dirs

@@ -20,6 +20,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="TRLS: spectr
 data_app = typer.Typer(no_args_is_help=True, help="Data stages (what `dvc repro` runs).")
 app.add_typer(data_app, name="data")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"trls {version('trls')}")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            typer.echo("trls (not installed: pip install -e .)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the installed trls version and exit"
+    ),
+) -> None:
+    """TRLS: spectrogram BYOL + TFRNN for EEG/ECG."""
+
+
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read")
 ProfileOpt = typer.Option(None, "--profile", help="profile to merge (default: TRLS_PROFILE or params.yaml `profile`)")
 RootOpt = typer.Option(Path("."), "--root", help="project root holding data/, models/, reports/")
@@ -176,18 +197,91 @@ def data_describe(
     _guard(go)
 
 
+DatasetOpt = typer.Option(
+    None, "--dataset", "-d", help="the dataset to train on (default: the profile's pretrain.dataset; must match it)"
+)
+ForceOpt = typer.Option(
+    False,
+    "--force",
+    help="a real retrain: train every seed from scratch, rerun every evaluation unit, "
+    "register even when the weights equal the latest version's",
+)
+ModelNameOpt = typer.Option(None, "--model-name", help="registered model name (default: trls-<dataset>-encoder)")
+
+
+@app.command()
+def pipeline(
+    dataset: str | None = DatasetOpt,
+    profile: str | None = ProfileOpt,
+    sets: list[str] | None = SetOpt,
+    force: bool = ForceOpt,
+    params: Path = ParamsOpt,
+    root: Path = RootOpt,
+    model_name: str | None = ModelNameOpt,
+    no_track: bool = typer.Option(False, "--no-track", help="no MLflow runs (and no registration)"),
+) -> None:
+    """The main job as one Prefect flow: dvc repro -> pretraining -> evaluation -> registry (what `make run` runs).
+
+    MLflow tracking in <root>/mlflow.db; the Prefect API is ephemeral unless PREFECT_API_URL is set.
+    --set overrides training settings (data settings are DVC's: edit params.yaml).
+    """
+
+    def go() -> None:
+        from flows.pipeline import pipeline_params
+
+        root_p = root.resolve()
+        params_p = params if params.is_absolute() else root_p / params
+        pipeline_params(params_p, profile, dataset, sets)  # fails here, before Prefect starts
+        from flows.pipeline import pipeline_flow
+
+        out = pipeline_flow(
+            root=str(root_p),
+            params_path=str(params_p),
+            profile=profile,
+            dataset=dataset,
+            track=not no_track,
+            model_name=model_name,
+            force=force,
+            sets=sets or None,
+        )
+        summary = {k: out.get(k) for k in ("dataset", "profile", "report_dir", "also_report_dirs", "run_id")}
+        if out.get("registration"):
+            summary["registration"] = out["registration"]
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+    _guard(go)
+
+
 @app.command()
 def schedule(
     cron: str = typer.Option("0 3 * * 1", "--cron", help="cron expression (UTC) for the retraining runs"),
+    dataset: str | None = DatasetOpt,
+    profile: str | None = ProfileOpt,
+    model_name: str | None = ModelNameOpt,
+    force: bool = typer.Option(False, "--force", help="make every scheduled run a real retrain (see trls pipeline)"),
     name: str = typer.Option("trls-retrain", "--name", help="Prefect deployment name"),
     params: Path = ParamsOpt,
+    root: Path = RootOpt,
 ) -> None:
-    """Serve the whole pipeline as a cron-scheduled Prefect deployment (blocks until Ctrl-C)."""
+    """Serve the pipeline as a cron-scheduled Prefect deployment, one run at a time (blocks until Ctrl-C).
+
+    A tick that comes while a run is going waits for it (deployment concurrency limit 1).
+    An unknown profile or dataset fails here, before anything is served.
+    """
 
     def go() -> None:
         from flows.schedule import serve_pipeline
 
-        serve_pipeline(cron=cron, name=name, params_path=str(params))
+        serve_pipeline(
+            cron=cron,
+            name=name,
+            params_path=str(params),
+            root=str(root),
+            profile=profile,
+            dataset=dataset,
+            model_name=model_name,
+            force=force,
+        )
 
     _guard(go)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TELEMETRY_OFF
+from tests.conftest import ROOT, TELEMETRY_OFF
 
 pytestmark = [
     pytest.mark.integration,
@@ -128,6 +128,24 @@ def test_pretrain_and_finetune_flows_complete(tiny_project: Path, tiny_params: P
             assert "macro_f1" in runs[unit].data.metrics
         assert all(r.info.status == "FINISHED" for r in runs.values())
 
+        # MLflow knows the data and the machine: the splits as dataset inputs, system metrics of pretraining
+        def contexts(run: Any) -> dict[str, str]:
+            return {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
+
+        assert contexts(seed_run) == {"epilepsy/train": "train"}
+        every = {f"epilepsy/{s}": s for s in ("train", "val", "test")}
+        assert contexts(runs["evaluate/binary"]) == contexts(runs["finetune/0.5/seed=1"]) == every
+        assert "system/cpu_utilization_percentage" in seed_run.data.metrics
+        assert "system/system_memory_usage_megabytes" in seed_run.data.metrics
+        # a unit's run is open while the unit runs: its duration covers the unit's own timing
+        from trls_core.config import load_params
+        from trls_core.protocol import Unit
+        from trls_core.stages.evaluate import unit_file
+
+        unit = runs["finetune/0.5/seed=1"]
+        doc = json.loads(unit_file(tiny_project, load_params(tiny_params), Unit("finetune", 1, 0.5)).read_text())
+        assert unit.info.end_time - unit.info.start_time >= 1000 * doc["result"]["unit_seconds"] - 5
+
 
 def _task_run_names(flow_run_id: Any, expect: int = 0, timeout_s: float = 30.0) -> list[str]:
     """Task-run names of a flow run. Prefect 3 records task runs from events sent in the
@@ -192,12 +210,7 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
     from flows.pipeline import pipeline_flow
 
     state = pipeline_flow(
-        root=str(tiny_project),
-        params_path=str(tiny_params),
-        track=TRACK,
-        skip_data=True,
-        model_name="trls-test-encoder",
-        return_state=True,
+        root=str(tiny_project), params_path=str(tiny_params), track=TRACK, skip_data=True, return_state=True
     )
     assert state.is_completed(), state.message
     out = state.result()
@@ -207,8 +220,10 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
         assert out["run_id"] is None and "registration" not in out
         return
     reg = out["registration"]
-    assert reg["model_name"] == "trls-test-encoder" and reg["promoted"], reg  # first model: champion
-    assert reg["score"] == pytest.approx(_metrics_json(out["report_dir"])["linear_probe"]["macro_f1"]["mean"])
+    name = "trls-epilepsy-encoder"  # the dataset's registered model (trls-<dataset>-encoder)
+    assert reg["model_name"] == name and reg["promoted"] and not reg["skipped"], reg  # first model: champion
+    metrics = _metrics_json(out["report_dir"])
+    assert reg["score"] == pytest.approx(metrics["linear_probe"]["macro_f1"]["mean"])
     runs = _runs(mlflow_uri)
     parent = runs["pipeline/small"]
     assert parent.info.run_id == out["run_id"] and parent.info.status == "FINISHED"
@@ -216,29 +231,37 @@ def test_pipeline_flow_trains_evaluates_registers(tiny_project: Path, tiny_param
     for stage in ("pretrain", "evaluate/binary"):
         assert runs[stage].data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.data.tags["registered_model.version"] == str(reg["version"])
-    assert parent.data.metrics["promotion_score"] == pytest.approx(reg["score"])
+    # the headline on the parent run: probe / fine-tune / controls per task, rounded, self-explaining names
+    lp = parent.data.metrics["binary/linear_probe_macro_f1_mean"]
+    assert lp == pytest.approx(round(reg["score"], 4))
+    assert parent.data.metrics["binary/finetune_50pct_labels_macro_f1_std"] >= 0
+    assert "binary/control_untrained_encoder_macro_f1_mean" in parent.data.metrics
+    assert all(k.startswith(("binary/", "five_set/")) for k in parent.data.metrics), sorted(parent.data.metrics)
+    note = parent.data.tags["mlflow.note.content"]
+    assert "| linear probe (frozen encoder) |" in note and f"{lp:.4f}" in note and name in note
     client = _client(mlflow_uri)
+    assert client.get_experiment_by_name("trls-epilepsy").tags["mlflow.experimentKind"] == "custom_model_development"
+    parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots/binary")}
+    assert "plots/binary/label_fractions.png" in parent_arts
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {f"epilepsy/{s}" for s in ("train", "val", "test")}
     param_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "params")}
     assert {"params/params.yaml", "params/resolved.json"} <= param_arts
     ev_arts = {a.path for a in client.list_artifacts(runs["evaluate/binary"].info.run_id, "report")}
-    assert {"report/metrics.json", "report/summary.md", "report/tsne.png", "report/confusion_matrix.png"} <= ev_arts
+    assert {"report/metrics.json", "report/summary.md", "report/tsne.png", "report/aggregates.json"} <= ev_arts
     assert any(a.path == "loss_curve.png" for a in client.list_artifacts(runs["pretrain/seed=0"].info.run_id))
 
-    # a second run scoring no better (same params: the model and units are reused, same score)
-    # registers a new challenger and leaves the champion where it is, saying why
+    # a second run on an up-to-date checkout reuses the model (same weights): no duplicate version
     state = pipeline_flow(
-        root=str(tiny_project),
-        params_path=str(tiny_params),
-        track=True,
-        skip_data=True,
-        model_name="trls-test-encoder",
-        return_state=True,
+        root=str(tiny_project), params_path=str(tiny_params), track=True, skip_data=True, return_state=True
     )
     assert state.is_completed(), state.message
     reg2 = state.result()["registration"]
-    assert not reg2["promoted"] and "not promoted" in reg2["reason"], reg2
-    assert str(client.get_model_version_by_alias("trls-test-encoder", "champion").version) == str(reg["version"])
-    assert str(client.get_model_version_by_alias("trls-test-encoder", "challenger").version) == str(reg2["version"])
+    assert reg2["skipped"] and reg2["version"] == reg["version"] and not reg2["promoted"], reg2
+    assert f"weights equal {name} v{reg['version']}" in reg2["reason"]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [str(reg["version"])]
+    second = client.get_run(state.result()["run_id"])
+    assert second.data.tags["registration.skipped"] == reg2["reason"]
+    # (force=True registers anyway: tests/integration/test_tracking.py, at the registry)
 
 
 def test_failing_pretrain_fails_the_flow_with_its_cause(tmp_path: Path, tiny_params: Path, mlflow_uri: str) -> None:
@@ -289,6 +312,26 @@ def test_deployment_registers_with_cron_schedule(tmp_path: Path, tiny_params: Pa
     assert stored.parameters["root"] == str(tmp_path.resolve())
     assert stored.parameters["params_path"] == str(tiny_params.resolve())
     assert stored.parameters["track"] is True and stored.parameters["register_model"] is True
+    assert stored.parameters["dataset"] == "epilepsy" and stored.parameters["force"] is False
+    # one run at a time: a tick during a run waits for it (ENQUEUE), it does not start beside it
+    assert stored.global_concurrency_limit is not None and stored.global_concurrency_limit.limit == 1
+    assert stored.concurrency_options.collision_strategy == "ENQUEUE"
+
+
+def test_schedule_cli_fails_before_serving_on_unknown_profile_or_dataset(prefect_api: None) -> None:
+    from typer.testing import CliRunner
+
+    from trls_core.cli import app
+
+    cases = {
+        ("--profile", "nope"): "unknown profile 'nope' (profiles: ['cinc_record', 'paper', 'small'])",
+        ("--dataset", "nope"): "unknown dataset 'nope': known datasets are",
+        ("--dataset", "cinc2017"): "use --profile cinc_record",  # the small profile trains on epilepsy
+    }
+    for args, expected in cases.items():
+        res = CliRunner().invoke(app, ["schedule", *args, "--params", str(ROOT / "params.yaml"), "--name", "bad"])
+        assert res.exit_code == 2, res.output
+        assert expected in res.output, res.output
 
 
 def test_schedule_cli_rejects_a_bad_cron(prefect_api: None) -> None:
@@ -343,6 +386,10 @@ def test_compare_flow_runs_methods_through_one_protocol(tiny_project: Path, tiny
             assert runs[f"method/{m}"].data.tags["mlflow.parentRunId"] == parent.info.run_id
         arts = {a.path for a in _client(mlflow_uri).list_artifacts(parent.info.run_id, "comparison")}
         assert "comparison/comparison.md" in arts and "comparison/comparison.csv" in arts
+    # the comparison in the Prefect UI: the CSV as a table artifact, the report as markdown
+    table = _latest_artifact("epilepsy-binary-comparison")
+    assert json.loads(table.data) == rows and table.type == "table"
+    assert "`trls` is at or above" in _latest_artifact("epilepsy-binary-comparison-report").data
 
 
 def test_pretrain_flow_resumes_a_killed_run_and_the_mlflow_run_says_so(
@@ -454,3 +501,132 @@ def test_sigterm_stops_a_flow_of_inline_units(tmp_path: Path, prefect_api: None)
     out = proc.stdout.read().decode()  # type: ignore[union-attr]
     assert rc != 0, out[-2000:]
     assert len(log.read_text().split()) <= started_at_stop + 1, out[-2000:]
+
+
+def _latest_artifact(key: str) -> Any:
+    """The latest version of the Prefect artifact ``key``, read back through the client."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
+        )
+    assert found, f"no Prefect artifact {key!r}"
+    return found[0]
+
+
+def _run_artifacts(flow_run_id: Any) -> list[Any]:
+    """Artifacts of a flow run and of its subflow runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
+        ids = [flow_run_id, *(r.id for r in subs)]
+        return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+
+
+def _wait_for_state(flow_run_id: Any, check: Any, what: str, worker: Any, timeout_s: float = 300.0) -> Any:
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if check(state):
+                return state
+            assert worker.is_alive(), f"the first run ended before it was {what}: {state}"
+            assert time.monotonic() < deadline, f"the first run was not {what} within {timeout_s:.0f} s: {state}"
+            time.sleep(0.2)
+
+
+def test_scheduled_pipeline_runs_one_at_a_time_and_shows_its_work(
+    tiny_project: Path, tiny_params: Path, mlflow_uri: str
+) -> None:
+    """Two overlapping runs of the deployment: while the first really runs the pipeline, the second
+    asks for its slot (what Prefect's runner does when its tick is due) and is made to wait; once the
+    first is done the slot is free. Then the first run's Prefect artifacts are read back: a progress
+    of units done / total, a table + markdown per evaluation report, the promotion decision.
+
+    The runner's part is played here (propose Pending, then run the flow run in-process): a served
+    deployment starts each run in a fresh subprocess, minutes on a 2-core machine for two runs."""
+    import contextvars
+    import threading
+
+    from prefect import get_client
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.flow_engine import run_flow_sync
+    from prefect.states import Cancelled, Pending
+
+    from flows.pipeline import pipeline_flow
+    from flows.schedule import build_deployment
+    from trls_core.config import load_params
+    from trls_core.stages.evaluate import units_for
+
+    dep_id = build_deployment(name="trls-overlap-test", params_path=str(tiny_params), root=str(tiny_project)).apply()
+    run_params = {"skip_data": True, "track": TRACK, "model_name": "trls-overlap-encoder"}
+    with get_client(sync_client=True) as client:
+        first, second = (client.create_flow_run_from_deployment(dep_id, parameters=run_params) for _ in range(2))
+        assert client.set_flow_run_state(first.id, Pending()).status == SetStateStatus.ACCEPT  # takes the slot
+        first = client.read_flow_run(first.id)
+    out: dict[str, Any] = {}
+
+    def run_first() -> None:
+        out["state"] = run_flow_sync(pipeline_flow, flow_run=first, parameters=first.parameters, return_type="state")
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run_first,), daemon=True)
+    worker.start()
+    try:
+        _wait_for_state(first.id, lambda s: s.is_running(), "running", worker)
+        with get_client(sync_client=True) as client:
+            resp = client.set_flow_run_state(second.id, Pending())
+            assert resp.status == SetStateStatus.REJECT, resp
+            assert resp.state.name == "AwaitingConcurrencySlot" and resp.state.is_scheduled(), resp.state
+            assert client.read_flow_run(first.id).state.is_running()  # the second waits while the first runs
+    finally:
+        worker.join(timeout=600)
+    assert out["state"].is_completed(), out["state"].message
+    with get_client(sync_client=True) as client:
+        assert client.set_flow_run_state(second.id, Pending()).status == SetStateStatus.ACCEPT  # the slot is free
+        client.set_flow_run_state(second.id, Cancelled(), force=True)
+
+    result = out["state"].result()
+    arts = _run_artifacts(first.id)
+    by_key = {a.key: a for a in arts if a.key}
+    (progress,) = [a for a in arts if a.type == "progress"]
+    params = load_params(tiny_params)
+    n_units = len(units_for(params))  # the same count for binary and five_set
+    total = len(params.pretrain.seeds) + 2 * n_units
+    assert progress.key == "epilepsy-pipeline-progress" and progress.flow_run_id == first.id
+    assert float(progress.data) == 100.0
+    assert progress.description.startswith(f"{total} / {total} units done (pretraining 1/1, evaluate binary"), progress
+    for task, key in (("binary", "epilepsy-binary"), ("five_set", "epilepsy-five-set")):
+        metrics_dir = result["report_dir"] if task == "binary" else result["also_report_dirs"][task]
+        name = "metrics.json" if task == "binary" else f"metrics_{task}.json"
+        metrics = json.loads((Path(metrics_dir) / name).read_text())
+        rows = json.loads(by_key[f"{key}-results"].data)
+        assert [r["setting"] for r in rows][:2] == ["linear probe (frozen)", "fine-tune 50 % labels"], rows
+        probe = metrics["linear_probe"]["macro_f1"]
+        assert rows[0]["macro-F1 (%)"] == f"{100 * probe['mean']:.2f} ± {100 * probe['std']:.2f}"
+        assert rows[0]["n"] == 2 and rows[-1]["setting"].startswith("control: ")
+        md = by_key[f"{key}-report"].data
+        assert md.startswith(f"# Downstream evaluation: {task}"), md[:200]
+        if TRACK:
+            assert "- MLflow run: [http://127.0.0.1:5000/#/experiments/" in md
+    if TRACK:
+        reg = result["registration"]
+        decision = by_key["epilepsy-promotion"]
+        assert decision.flow_run_id == first.id
+        assert f"# trls-overlap-encoder v{reg['version']}: promoted to **champion**" in decision.data
+        assert reg["reason"] in decision.data and f"/runs/{result['run_id']})" in decision.data
+    else:
+        assert "epilepsy-promotion" not in by_key

@@ -99,8 +99,12 @@ def pretrain_seed(
     seed: int,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    force: bool = False,
 ) -> Path:
     """Pretrain (or resume, or skip if done) one seed; returns the model folder.
+
+    ``force`` trains from scratch: neither a finished model nor a checkpoint
+    with the same parameters is reused (a forced retrain of the pipeline).
 
     ``pretrain.method: none`` trains nothing: the seeded random init is
     saved as the "pretrained" encoder, so the supervised-from-scratch
@@ -133,7 +137,7 @@ def pretrain_seed(
     fp = fingerprint(params, seed, meta)
     ckpt_path = out / "checkpoint.safetensors"
     info_path = out / "encoder.json"
-    if info_path.is_file() and (out / "encoder.safetensors").is_file():
+    if not force and info_path.is_file() and (out / "encoder.safetensors").is_file():
         done = json.loads(info_path.read_text())
         if done.get("fingerprint") == fp:
             logger.info("seed %d: already pretrained with these parameters (%s), skipping", seed, out)
@@ -151,7 +155,7 @@ def pretrain_seed(
 
     start_epoch, opt_state, history = 0, None, []
     resumed_from = None
-    if model is not None and ckpt_path.is_file():
+    if model is not None and ckpt_path.is_file() and not force:
         try:
             groups, cmeta = load_checkpoint(ckpt_path)
         except DataError as exc:
