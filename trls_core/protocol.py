@@ -117,6 +117,7 @@ def run_unit(
     embed_batch_size: int = 512,
     progress: bool = False,
     records: Mapping[str, np.ndarray] | None = None,
+    embed_fn: Callable[..., np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Run one unit; returns its metrics with ``seed`` (and ``fraction``), numpy arrays included.
 
@@ -129,6 +130,13 @@ def run_unit(
     label fractions are fractions of training *records*, and fine-tuning
     scores records on their mean window logits. ``y_pred`` is then per test
     record (ordered by record id) and ``y_pred_windows`` per test window.
+
+    ``embed_fn(encoder, x, batch_size, device)``: what computes frozen
+    features (default :func:`~trls_core.evaluate.embed`); the evaluation
+    stage passes its memoised one (``EvalContext.embed``). Given one, a
+    fine-tuning unit also takes the validation features and, for the 100 %
+    fraction, the training features for its probe-initialised head from it
+    (the same numbers ``finetune`` would compute, computed once).
     """
     if unit.method not in UNIT_KINDS:
         raise DataError(f"protocol: unknown unit method {unit.method!r} (known: {', '.join(UNIT_KINDS)})")
@@ -168,9 +176,11 @@ def run_unit(
         out["y_pred_windows"] = out.pop("model")(z_te)  # the record-level probe applied to single windows
         return out
 
+    emb = embed_fn or embed
+
     def embedded(encoder: nn.Module) -> dict[str, np.ndarray]:
         return {
-            s: embed(encoder, x, embed_batch_size, device)
+            s: emb(encoder, x, embed_batch_size, device)
             for s, x in (("train", x_train), ("val", x_val), ("test", x_test))
         }
 
@@ -200,8 +210,14 @@ def run_unit(
                 val_records=np.asarray(records["val"]),
                 test_records=np.asarray(records["test"]),
             )
+        encoder = encoder_factory(unit.seed)  # type: ignore[misc]
+        if embed_fn is not None and kw.get("head_init", "linear_probe") == "linear_probe":
+            bs = int(kw.get("eval_batch_size", 512))  # finetune's own batches, so the features are its own
+            everything = idx.size == len(y_train) and np.array_equal(idx, np.arange(len(y_train)))
+            z_tr = embed_fn(encoder, x_train, bs, kw["device"]) if everything else None
+            kw["probe_features"] = (z_tr, embed_fn(encoder, x_val, bs, kw["device"]))
         out = finetune(
-            encoder_factory(unit.seed),
+            encoder,
             len(class_names),
             x_train[torch.as_tensor(idx)],  # type: ignore[misc]
             y_train[idx],

@@ -14,7 +14,7 @@ from torch import nn
 
 from trls_core.arrays import as_tensor, check_pair, to_numpy_labels
 from trls_core.errors import DataError
-from trls_core.evaluate.lpft import Classifier, init_head_from_probe
+from trls_core.evaluate.lpft import Classifier, head_logits, init_head_from_probe
 from trls_core.evaluate.record_batches import RecordBatches
 from trls_core.metrics import classification_metrics, selection_score
 from trls_core.pooling import Groups
@@ -42,10 +42,20 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | to
 
 
 def _predict(
-    model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device, groups: Groups | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device,
+    groups: Groups | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Predicted labels per window, or per record (argmax of the mean window logits) with ``groups``."""
-    logits = _logits(model, x, batch_size, device)
+    """Predicted labels per window, or per record (argmax of the mean window logits) with ``groups``.
+
+    ``features``: the encoder's frozen output on ``x`` when known (only the head is then applied).
+    """
+    logits = (
+        _logits(model, x, batch_size, device) if features is None else head_logits(model, features, batch_size, device)
+    )
     if groups is not None:
         logits = groups.mean(logits)
     return logits.argmax(axis=1).astype(np.int64)
@@ -103,6 +113,7 @@ def finetune(
     test_records: np.ndarray | None = None,
     loss: str = "window",
     batch_norm: str = "train",
+    probe_features: tuple[np.ndarray | None, np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a *copy* of ``encoder`` plus a linear head; report the best-validation epoch on test.
 
@@ -151,6 +162,12 @@ def finetune(
       AF episode, a noisy stretch) and, measured on CinC 2017, moves the
       record score *down* from the probe.
 
+    - ``probe_features=(z_train, z_val)``: ``embed(encoder, x_train)`` and
+      ``embed(encoder, x_val)`` (batch ``eval_batch_size``, same device) when
+      the caller already has them (either may be None): the LP head is fitted
+      on them and the epoch-0 validation score applies only the head to
+      ``z_val``; the same numbers as computing them here, without the
+      encoder passes.
     - ``batch_norm="frozen"`` keeps the encoder's BatchNorm layers in eval
       mode while fine-tuning (their running statistics and affine weights
       stay as pretrained). BYOL fitted those statistics on *augmented* views;
@@ -227,6 +244,7 @@ def finetune(
                 select_classes,
                 g_tr,
                 g_va,
+                *(probe_features or (None, None)),
             )
         elif head_init != "random":
             raise DataError(f"finetune: head_init must be 'linear_probe' or 'random', got {head_init!r}")
@@ -262,7 +280,8 @@ def finetune(
         best_f1, best_epoch, best_state, best_val = -1.0, 0, None, None
         since_best = 0
         if head_init == "linear_probe":  # the LP starting point competes as epoch 0
-            pred0 = _predict(model, x_val, eval_batch_size, device, g_va)
+            z_val0 = probe_features[1] if probe_features is not None else None
+            pred0 = _predict(model, x_val, eval_batch_size, device, g_va, features=z_val0)
             vm0 = classification_metrics(yva, pred0, class_names)
             best_f1, best_epoch = selection_score(yva, pred0, class_names, select_classes, vm0), 0
             best_val = {k: v for k, v in vm0.items() if k != "per_class"}

@@ -17,7 +17,7 @@ from trls_core.evaluate.embedding import embed
 from trls_core.evaluate.probing import select_and_fit
 from trls_core.pooling import Groups
 
-__all__ = ["Classifier", "init_head_from_probe"]
+__all__ = ["Classifier", "head_logits", "init_head_from_probe"]
 
 
 class Classifier(nn.Module):
@@ -30,6 +30,21 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
+
+
+@torch.no_grad()
+def head_logits(model: Classifier, z: np.ndarray, batch_size: int, device: str | torch.device) -> np.ndarray:
+    """``model.head`` on features ``z`` = ``model.encoder(x)`` (eval mode), batch by batch like the full model.
+
+    The same numbers as the full model on ``x``, without the encoder pass,
+    when ``z`` came from ``embed`` of the same weights with the same batches.
+    """
+    model.eval()
+    out = []
+    for i in range(0, len(z), batch_size):
+        zb = torch.tensor(z[i : i + batch_size], dtype=torch.float32, device=device)
+        out.append(model.head(zb).float().cpu())
+    return torch.cat(out).numpy()
 
 
 @torch.no_grad()
@@ -48,17 +63,22 @@ def init_head_from_probe(
     select_classes: Sequence[str] | None = None,
     train_groups: Groups | None = None,
     val_groups: Groups | None = None,
+    z_train: np.ndarray | None = None,
+    z_val: np.ndarray | None = None,
 ) -> None:
     """Set ``model.head`` to the validation-tuned logistic regression on frozen features.
 
     With groups the probe is fitted on record means of the embeddings: a
     linear head applied to each window and averaged gives exactly the
     probe's record logits, so fine-tuning starts from the record-level probe.
+    ``z_train`` / ``z_val``: the frozen features of ``x_train`` / ``x_val``
+    when the caller already has them (``embed`` of the same weights, batch
+    size and device), so they are not computed again.
     """
     from threadpoolctl import threadpool_limits
 
-    z_tr = embed(model.encoder, x_train, batch_size=batch_size, device=device)
-    z_va = embed(model.encoder, x_val, batch_size=batch_size, device=device)
+    z_tr = z_train if z_train is not None else embed(model.encoder, x_train, batch_size=batch_size, device=device)
+    z_va = z_val if z_val is not None else embed(model.encoder, x_val, batch_size=batch_size, device=device)
     if train_groups is not None:
         z_tr, y_train = train_groups.mean(z_tr), train_groups.labels(y_train, "finetune train")
     if val_groups is not None:

@@ -13,6 +13,7 @@ import torch
 
 from trls_core.arrays import check_pair, to_numpy_labels
 from trls_core.errors import DataError
+from trls_core.evaluate.memo import Memo, array_digest
 from trls_core.metrics import classification_metrics, selection_score
 
 __all__ = ["linear_probe", "logreg_path", "select_and_fit"]
@@ -156,6 +157,11 @@ def linear_probe(
     return out
 
 
+#: Fits already made in this process (trls_core.evaluate.memo): the probe of every evaluation seed and the
+#: head of the 100 % fine-tuning fraction solve the same problem on the same features.
+_FITS = Memo(max_bytes=64 * 2**20)
+
+
 def select_and_fit(
     z_train,
     y_train,
@@ -167,7 +173,45 @@ def select_and_fit(
     max_iter,  # type: ignore[no-untyped-def]
     select_classes=None,
 ):
-    """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection score})."""
+    """(classifier fitted on all of z_train, its scaler, chosen C, {str(C): selection score}).
+
+    Memoised on the exact inputs (:mod:`trls_core.evaluate.memo`) and the
+    BLAS thread setting: a repeat returns a copy of the first fit. The seed
+    is part of the key only without a validation split (it draws the
+    held-out part); lbfgs itself does not use it (sklearn uses
+    ``random_state`` for the sag/saga/liblinear solvers only).
+    """
+    from threadpoolctl import threadpool_info
+
+    blas = tuple(sorted((i.get("internal_api", ""), int(i.get("num_threads") or 0)) for i in threadpool_info()))
+    key = (
+        "select_and_fit",
+        array_digest(z_train, y_train, z_val, y_val),
+        tuple(class_names),
+        tuple(float(c) for c in grid),
+        int(max_iter),
+        tuple(select_classes) if select_classes else None,
+        None if z_val is not None else int(seed),
+        blas,
+    )
+
+    def fit():  # type: ignore[no-untyped-def]
+        return _select_and_fit(z_train, y_train, z_val, y_val, class_names, seed, grid, max_iter, select_classes)
+
+    return copy.deepcopy(_FITS.get_or_compute(key, fit))
+
+
+def _select_and_fit(
+    z_train,
+    y_train,
+    z_val,
+    y_val,
+    class_names,
+    seed,
+    grid,
+    max_iter,  # type: ignore[no-untyped-def]
+    select_classes=None,
+):
     from sklearn.preprocessing import StandardScaler
 
     def best_on(a, ya, b, yb):  # type: ignore[no-untyped-def]

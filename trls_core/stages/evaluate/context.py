@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from torch import nn
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_records, load_split, task_info
 from trls_core.errors import DataError
+from trls_core.evaluate import embed as embed_windows
+from trls_core.evaluate.memo import Memo, array_digest, memoised
 from trls_core.io import sha256_file
 from trls_core.models.loading import build_encoder_from_params, load_encoder
 from trls_core.paths import model_dir, spectrogram_dir
@@ -29,6 +31,10 @@ __all__ = ["UNIT_SCHEMA", "EvalContext", "check_transfer", "load_context", "pret
 
 UNIT_SCHEMA = 2  # 2: challenge_f1 / record-level scores in unit results
 
+
+#: Frozen features computed in this process (trls_core.evaluate.memo): every unit of a pretraining seed, and the
+#: pipeline's second task, embed the same splits with the same encoder. Bounded by bytes.
+_EMBEDDINGS = Memo(max_bytes=256 * 2**20)
 
 #: What an encoder's input must share with the data it embeds (the normaliser is fitted per dataset).
 _TRANSFER_STFT_KEYS = ("n_fft", "hop", "win_length", "window", "center", "log_eps", "fmax_bin")
@@ -104,6 +110,7 @@ class EvalContext:
     score_classes: list[str] | None = None  # the task's own F1 subset (CinC 2017: N, A, O)
     test_records: np.ndarray | None = None  # record index of each test window, when the data has them
     records: dict[str, np.ndarray] | None = None  # record of each window per split (evaluate.level: record)
+    _identity: dict[int, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)  # id -> (object, what it is)
 
     @property
     def select_classes(self) -> list[str] | None:
@@ -120,8 +127,43 @@ class EvalContext:
         if pretrain_seed not in self._encoders:
             mdir = model_dir(self.root, self.params.pretrain.dataset, self.params.model.encoder, pretrain_seed)
             enc, _ = load_encoder(mdir)
-            self._encoders[pretrain_seed] = (enc, sha256_file(mdir / "encoder.safetensors"))
+            sha = sha256_file(mdir / "encoder.safetensors")
+            self._encoders[pretrain_seed] = (enc, sha)
+            # the weights file and its config (encoder.json beside it) decide the module
+            self._remember(enc, ("pretrained", str(mdir.resolve()), sha, sha256_file(mdir / "encoder.json")))
         return self._encoders[pretrain_seed]
+
+    def _remember(self, obj: Any, what: tuple[Any, ...]) -> None:
+        self._identity[id(obj)] = (obj, what)  # holds obj, so its id is never reused while remembered
+
+    def _what(self, obj: Any) -> tuple[Any, ...] | None:
+        entry = self._identity.get(id(obj))
+        return entry[1] if entry is not None and entry[0] is obj else None
+
+    def embed(
+        self, encoder: nn.Module, x: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None
+    ) -> np.ndarray:
+        """``embed(encoder, x, batch_size, device)``, computed once per process for this context's encoders.
+
+        A pretrained encoder (:meth:`encoder`) or a random one
+        (:meth:`random_encoder`) is identified by what determines it (the
+        weights file's digest and config; the model settings, channels and
+        seed), ``x`` by its content, and the thread count is part of the key,
+        so a hit returns the very numbers the computation would give (a
+        read-only array). Other modules are embedded as usual.
+        """
+        device = self.device if device is None else device
+        what = self._what(encoder)
+        if what is None:
+            return embed_windows(encoder, x, batch_size, device)
+        x_id = self._what(x)
+        if x_id is None:
+            x_id = ("content", array_digest(x))
+            if any(x is v for v in self.data.values()):  # the splits live as long as the context: hash once
+                self._remember(x, x_id)
+        key = ("embed", what, x_id, int(batch_size), str(device), torch.get_num_threads())
+        with memoised():  # explicit here: calling this method is the opt-in
+            return _EMBEDDINGS.get_or_compute(key, lambda: embed_windows(encoder, x, batch_size, device))
 
     def encoder(self, seed: int) -> nn.Module:
         """The pretrained encoder evaluation seed ``seed`` uses."""
@@ -131,7 +173,10 @@ class EvalContext:
         """The same architecture, untrained, initialised from ``seed`` (the random-encoder control)."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_encoder_from_params(self.params, self.in_channels).eval()
+            enc = build_encoder_from_params(self.params, self.in_channels).eval()
+        model = json.dumps(self.params.model.model_dump(mode="json"), sort_keys=True)
+        self._remember(enc, ("random", model, self.in_channels, int(seed), torch.__version__))
+        return enc
 
     def fingerprint(self, unit: Unit) -> str:
         """Hash of everything that determines the unit's result (not device/threads)."""

@@ -51,7 +51,6 @@ def write_reports(
     settings. ``wall_seconds`` defaults to the sum of the units' own times.
     """
     from trls_core.dvc_files import write_evaluation_files
-    from trls_core.evaluate import embed
     from trls_core.plots import plot_confusion_matrix, plot_label_fraction_curve, plot_tsne
     from trls_core.protocol import aggregate_units
     from trls_core.reports import write_metrics_json, write_summary_md
@@ -114,7 +113,7 @@ def write_reports(
         report_file(rdir, "confusion_matrix.png", ev.task),
         title=f"{ev.dataset} {ev.task}: linear probe, seed {ev.seeds[0]}",
     )
-    z_test = embed(ctx.encoder(ev.seeds[0]), ctx.data["x_test"], 512, ctx.device)
+    z_test = ctx.embed(ctx.encoder(ev.seeds[0]), ctx.data["x_test"], 512, ctx.device)  # the probe units' features
     plot_tsne(
         z_test,
         np.asarray(ctx.data["y_test"]),

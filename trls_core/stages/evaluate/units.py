@@ -76,6 +76,7 @@ def evaluate_unit(
     """
     from trls_core.arrays import strip_arrays
     from trls_core.data.windows import label_fraction_indices
+    from trls_core.evaluate.memo import memoised
     from trls_core.metrics import record_level_scores, task_scores
     from trls_core.pooling import Groups
     from trls_core.protocol import run_unit
@@ -90,19 +91,21 @@ def evaluate_unit(
         logger.info("%s: stored result is stale (fingerprint %s != %s), rerunning", unit.name, doc["fingerprint"], fp)
     ev = params.evaluate
     t0 = time.perf_counter()
-    result = run_unit(
-        unit,
-        ctx.data,
-        ctx.class_names,
-        encoder_factory=ctx.encoder,
-        random_encoder_factory=ctx.random_encoder,
-        fraction_indices=label_fraction_indices,
-        finetune_kwargs={**ev.finetune.model_dump(), "select_classes": ctx.select_classes},
-        probe_kwargs={"c_grid": tuple(ev.c_grid), "select_classes": ctx.select_classes},
-        device=ctx.device,
-        progress=progress,
-        records=ctx.records,
-    )
+    with memoised():  # repeats of the same embedding / probe fit across units are computed once
+        result = run_unit(
+            unit,
+            ctx.data,
+            ctx.class_names,
+            encoder_factory=ctx.encoder,
+            random_encoder_factory=ctx.random_encoder,
+            fraction_indices=label_fraction_indices,
+            finetune_kwargs={**ev.finetune.model_dump(), "select_classes": ctx.select_classes},
+            probe_kwargs={"c_grid": tuple(ev.c_grid), "select_classes": ctx.select_classes},
+            device=ctx.device,
+            progress=progress,
+            records=ctx.records,
+            embed_fn=ctx.embed,  # frozen features computed once per process (EvalContext.embed)
+        )
     if ctx.records is not None:  # record-level unit: the headline is per record, windows beside it
         y_win = np.asarray(ctx.data["y_test"])
         y_rec = Groups.of(ctx.records["test"]).labels(y_win, "test")
