@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, TELEMETRY_OFF
+from tests.conftest import ROOT
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,33 +41,6 @@ def _tracking_available() -> bool:
 
 
 TRACK = _tracking_available()
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A real Prefect API on a temp sqlite DB, started once; PREFECT_HOME in tmp."""
-    home = tmp_path_factory.mktemp("prefect_home")
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**TELEMETRY_OFF, "PREFECT_HOME": str(home)}.items():
-            mp.setenv(k, v)
-        from prefect.settings import (
-            PREFECT_HOME,
-            PREFECT_SERVER_ANALYTICS_ENABLED,
-            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-            temporary_settings,
-        )
-        from prefect.testing.utilities import prefect_test_harness
-
-        # prefect may have been imported (settings read) before the env above
-        with temporary_settings(
-            updates={
-                PREFECT_HOME: home,
-                PREFECT_SERVER_ANALYTICS_ENABLED: False,
-                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 60,
-            }
-        ):
-            with prefect_test_harness(server_startup_timeout=60):
-                yield
 
 
 @pytest.fixture
