@@ -5,7 +5,7 @@ own workspace ``compare/<dataset>/<method>/`` holding its resolved
 ``params.yaml``, a link to the project's spectrograms (the data is built
 once, by DVC, for all methods) and its own ``models/`` and ``reports/``. In
 that workspace the ordinary :func:`flows.pretrain.pretrain_flow` and
-:func:`flows.finetune.finetune_flow` run unchanged, so every method gets the
+:func:`flows.evaluate.evaluate_flow` run unchanged, so every method gets the
 same splits, label fractions, seeds and controls, and a rerun resumes each
 method from its checkpoints and stored unit results.
 
@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import experiment_name, flow_run_tags, resolve_paths, run_logger, start_run, yield_cpu_to_training
 from flows.artifacts import comparison_artifacts
-from flows.finetune import finetune_flow
+from flows.evaluate import evaluate_flow
 from flows.pretrain import pretrain_flow
 from flows.retries import MLFLOW_RETRY
 
@@ -195,7 +195,7 @@ def compare_flow(
                     "parent_run_id": mrun.run_id,
                 }
                 model_dirs = pretrain_flow(**sub)
-                reports[name] = finetune_flow(**sub, task=task_name)
+                reports[name] = evaluate_flow(**sub, task=task_name)
             walls[name] = round(time.perf_counter() - t0, 1)
             metrics_files[name] = str(report_file(report_dir(ws, ds), "metrics.json", task_name))
             compute[name] = round(stored_compute_seconds([Path(d) for d in model_dirs], Path(metrics_files[name])), 1)

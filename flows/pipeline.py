@@ -6,7 +6,7 @@ Steps:
    spectrogram@<ds>`` in the project root, so the data is exactly what
    ``dvc.lock`` describes (DVC skips what is up to date; Prefect caches
    nothing of it).
-2. :func:`flows.pretrain.pretrain_flow` and :func:`flows.finetune.finetune_flow`
+2. :func:`flows.pretrain.pretrain_flow` and :func:`flows.evaluate.evaluate_flow`
    as subflows, their MLflow runs nested under ONE parent run tagged with the
    git commit, the ``dvc.lock`` digests and the profile.
 3. ``register`` (task): the first seed's encoder (with its preprocessing) goes
@@ -51,7 +51,7 @@ from flows import (
     yield_cpu_to_training,
 )
 from flows.artifacts import Progress, artifact_key, promotion_artifact
-from flows.finetune import finetune_flow
+from flows.evaluate import evaluate_flow
 from flows.pretrain import pretrain_flow
 from trls_core.errors import DataError
 from trls_core.paths import report_file
@@ -352,9 +352,9 @@ def pipeline_flow(
         log_params_file(parent, params_p, params)
         parent.log_splits(ds)  # the Parquet's train/val/test as MLflow dataset inputs
         result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id, force=force)
-        result["report_dir"] = finetune_flow(**sub, parent_run_id=parent.run_id, force=force)
+        result["report_dir"] = evaluate_flow(**sub, parent_run_id=parent.run_id, force=force)
         result["also_report_dirs"] = {
-            t: finetune_flow(**sub, parent_run_id=parent.run_id, task=t, force=force) for t in tasks[1:]
+            t: evaluate_flow(**sub, parent_run_id=parent.run_id, task=t, force=force) for t in tasks[1:]
         }
         if register_model and track:
             from trls_core.tracking import registered_model_name

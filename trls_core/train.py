@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from trls_core.ssl.byol import BYOL, cosine_tau
 
-__all__ = ["pretrain_byol", "lr_at", "DivergedError", "RecordPairs"]
+__all__ = ["pretrain_encoder", "lr_at", "DivergedError", "RecordPairs"]
 
 
 class RecordPairs:
@@ -87,7 +87,7 @@ def _fork_devices(device: torch.device) -> list[int]:
     return []
 
 
-def pretrain_byol(
+def pretrain_encoder(
     model: BYOL,
     x: Tensor,
     augment: nn.Module | Callable[[Tensor], tuple[Tensor, Tensor]] | None,
@@ -129,14 +129,14 @@ def pretrain_byol(
     generator, so resume stays exact.
     """
     if x.dim() < 2:
-        raise ValueError(f"pretrain_byol: x must be (N, ...) with N windows, got shape {tuple(x.shape)}")
+        raise ValueError(f"pretrain_encoder: x must be (N, ...) with N windows, got shape {tuple(x.shape)}")
     n = x.shape[0]
     if batch_size < 1 or n < batch_size:
         raise ValueError(
-            f"pretrain_byol: batch_size must be in [1, N={n}] (last incomplete batch is dropped), got {batch_size}"
+            f"pretrain_encoder: batch_size must be in [1, N={n}] (last incomplete batch is dropped), got {batch_size}"
         )
     if not 0 <= start_epoch <= epochs:
-        raise ValueError(f"pretrain_byol: start_epoch must be in [0, epochs={epochs}], got {start_epoch}")
+        raise ValueError(f"pretrain_encoder: start_epoch must be in [0, epochs={epochs}], got {start_epoch}")
     dev = torch.device(device)
     model.to(dev)
     model.train()
@@ -144,9 +144,9 @@ def pretrain_byol(
         augment.to(dev)
     if pairs is not None:
         if augment is None or not hasattr(augment, "pair"):
-            raise ValueError("pretrain_byol: record pairs need two views with a pair(x1, x2) method")
+            raise ValueError("pretrain_encoder: record pairs need two views with a pair(x1, x2) method")
         if pairs.row.numel() != n:
-            raise ValueError(f"pretrain_byol: record pairs for {pairs.row.numel()} windows, x has {n}")
+            raise ValueError(f"pretrain_encoder: record pairs for {pairs.row.numel()} windows, x has {n}")
 
     steps_per_epoch = n // batch_size
     total_steps = epochs * steps_per_epoch
@@ -196,7 +196,7 @@ def pretrain_byol(
             mean_loss = float(loss_sum.item()) / steps_per_epoch
             if not math.isfinite(mean_loss):
                 raise DivergedError(
-                    f"pretrain_byol: loss is {mean_loss} in epoch {epoch}; lower lr ({lr}) or check the input"
+                    f"pretrain_encoder: loss is {mean_loss} in epoch {epoch}; lower lr ({lr}) or check the input"
                 )
             record = {
                 "epoch": epoch,

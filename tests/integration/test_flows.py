@@ -70,8 +70,8 @@ def _metrics_json(report_dir: str) -> dict[str, Any]:
     return json.loads((Path(report_dir) / "metrics.json").read_text())
 
 
-def test_pretrain_and_finetune_flows_complete(tiny_project: Path, tiny_params: Path, mlflow_uri: str) -> None:
-    from flows.finetune import finetune_flow
+def test_pretrain_and_evaluate_flows_complete(tiny_project: Path, tiny_params: Path, mlflow_uri: str) -> None:
+    from flows.evaluate import evaluate_flow
     from flows.pretrain import pretrain_flow
 
     common = {"root": str(tiny_project), "params_path": str(tiny_params), "track": TRACK}
@@ -82,7 +82,7 @@ def test_pretrain_and_finetune_flows_complete(tiny_project: Path, tiny_params: P
     for name in ("encoder.safetensors", "encoder.json", "loss_curve.png"):
         assert (Path(dirs[0]) / name).is_file()
 
-    state = finetune_flow(**common, return_state=True)
+    state = evaluate_flow(**common, return_state=True)
     assert state.is_completed(), state.message
     report = state.result()
     assert _metrics_json(report)["task"] == "binary"
@@ -137,19 +137,19 @@ def _task_run_names(flow_run_id: Any, expect: int = 0, timeout_s: float = 30.0) 
             time.sleep(0.5)
 
 
-def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
+def test_evaluate_flow_maps_units_and_a_rerun_resumes_from_unit_results(
     tiny_project: Path, tiny_params: Path, mlflow_uri: str
 ) -> None:
     """Each fraction x seed is its own task run; a broken unit fails the flow by name; the rerun
     reruns only that unit and leaves the others' results untouched."""
-    from flows.finetune import finetune_flow
+    from flows.evaluate import evaluate_flow
     from flows.pretrain import pretrain_flow
     from trls_core.config import load_params
     from trls_core.stages.evaluate import unit_file, units_for
 
     common = {"root": str(tiny_project), "params_path": str(tiny_params), "track": TRACK}
     assert pretrain_flow(**common, return_state=True).is_completed()
-    state = finetune_flow(**common, return_state=True)
+    state = evaluate_flow(**common, return_state=True)
     assert state.is_completed(), state.message
     params = load_params(tiny_params)
     units = units_for(params)
@@ -163,13 +163,13 @@ def test_finetune_flow_maps_units_and_a_rerun_resumes_from_unit_results(
     mtimes = {u: f.stat().st_mtime_ns for u, f in files.items()}
     broken = next(u for u in units if u.name == "finetune/0.5/seed=1")
     files[broken].write_text("{ not json")
-    state = finetune_flow(**common, return_state=True)
+    state = evaluate_flow(**common, return_state=True)
     assert state.is_failed()
     assert "1 of 9 evaluation units failed" in state.message and "finetune/0.5/seed=1" in state.message, state.message
     assert files[broken].read_text() == "{ not json"  # a failing unit never half-writes
 
     files[broken].unlink()
-    state = finetune_flow(**common, return_state=True)
+    state = evaluate_flow(**common, return_state=True)
     assert state.is_completed(), state.message
     assert all(files[u].stat().st_mtime_ns == mtimes[u] for u in units if u != broken)  # reused
     assert files[broken].is_file()

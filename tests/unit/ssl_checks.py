@@ -11,7 +11,7 @@ from torch import nn
 def three_steps_stay_finite(
     model: nn.Module, views: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor
 ) -> None:
-    """Three AdamW steps the way ``pretrain_byol`` takes them: loss and every weight stay finite."""
+    """Three AdamW steps the way ``pretrain_encoder`` takes them: loss and every weight stay finite."""
     opt = torch.optim.AdamW(model.online_parameters(), lr=1e-3)
     torch.manual_seed(2)
     for _ in range(3):

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 def test_retries_only_where_a_retry_repeats_no_training() -> None:
     """Data fetch and MLflow-logging tasks retry; pretraining, evaluation units and registration do not."""
     from flows.compare import comparison_task
-    from flows.finetune import evaluate_unit_task, report_task
+    from flows.evaluate import evaluate_unit_task, report_task
     from flows.pipeline import dvc_repro, register_task
     from flows.pretrain import pretrain_seed_task
     from flows.retries import transient_only

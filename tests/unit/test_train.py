@@ -16,7 +16,7 @@ from trls_core.checkpoint import (
 )
 from trls_core.models import TFRNN
 from trls_core.ssl.byol import BYOL
-from trls_core.train import lr_at, pretrain_byol
+from trls_core.train import lr_at, pretrain_encoder
 
 
 class NoiseViews(nn.Module):
@@ -43,7 +43,7 @@ def test_runs_and_reports_epochs():
     target0 = [p.clone() for p in model.target_encoder.parameters()]
     seen = []
     ckpts = []
-    hist = pretrain_byol(
+    hist = pretrain_encoder(
         model,
         _data(),
         NoiseViews(),
@@ -78,16 +78,16 @@ def test_caller_rng_untouched_and_seed_matters():
     torch.manual_seed(123)
     m1 = _model()
     torch.manual_seed(123)
-    pretrain_byol(m1, _data(), NoiseViews(), epochs=1, **KW)
+    pretrain_encoder(m1, _data(), NoiseViews(), epochs=1, **KW)
     assert torch.equal(torch.rand(3), expected)
     m2 = _model()
-    pretrain_byol(m2, _data(), NoiseViews(), epochs=1, **{**KW, "seed": 6})
+    pretrain_encoder(m2, _data(), NoiseViews(), epochs=1, **{**KW, "seed": 6})
     assert not torch.equal(m1.online_encoder.head.weight, m2.online_encoder.head.weight)
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     full = _model()
-    pretrain_byol(full, _data(), NoiseViews(), epochs=3, **KW)
+    pretrain_encoder(full, _data(), NoiseViews(), epochs=3, **KW)
 
     path = tmp_path / "ck.safetensors"
 
@@ -97,12 +97,12 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
             save_checkpoint(path, tensors, {"epochs_done": epochs_done})
 
     interrupted = _model()
-    pretrain_byol(interrupted, _data(), NoiseViews(), epochs=3, on_checkpoint=save, **KW)
+    pretrain_encoder(interrupted, _data(), NoiseViews(), epochs=3, on_checkpoint=save, **KW)
     tensors, meta = load_checkpoint(path)
 
     resumed = _model(seed=99)  # different init: everything must come from the checkpoint
     resumed.load_state_dict(tensors["model"])
-    hist = pretrain_byol(
+    hist = pretrain_encoder(
         resumed,
         _data(),
         NoiseViews(),
@@ -117,9 +117,9 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
 
 
 def test_no_augmentation_and_bad_arguments():
-    hist = pretrain_byol(_model(), _data(), None, epochs=1, **KW)
+    hist = pretrain_encoder(_model(), _data(), None, epochs=1, **KW)
     assert hist[0]["loss"] < 4
     with pytest.raises(ValueError, match="batch_size"):
-        pretrain_byol(_model(), _data(), None, epochs=1, **{**KW, "batch_size": 64})
+        pretrain_encoder(_model(), _data(), None, epochs=1, **{**KW, "batch_size": 64})
     with pytest.raises(ValueError, match="start_epoch"):
-        pretrain_byol(_model(), _data(), None, epochs=1, start_epoch=2, **KW)
+        pretrain_encoder(_model(), _data(), None, epochs=1, start_epoch=2, **KW)

@@ -327,9 +327,11 @@ def test_few_optimisation_steps_stay_finite():
 
 
 def test_runs_in_the_shared_training_loop():
-    from trls_core.train import pretrain_byol
+    from trls_core.train import pretrain_encoder
 
     m = _model()
     x = torch.randn(8, 3, 24)
-    hist = pretrain_byol(m, x, None, epochs=2, batch_size=4, lr=1e-3, weight_decay=0.0, tau_base=0.99, progress=False)
+    hist = pretrain_encoder(
+        m, x, None, epochs=2, batch_size=4, lr=1e-3, weight_decay=0.0, tau_base=0.99, progress=False
+    )
     assert len(hist) == 2 and all(math.isfinite(h["loss"]) for h in hist)

@@ -1,6 +1,6 @@
 """What the SSL methods without a target network share (SimCLR, TS-TCC, TS2Vec).
 
-The shared training loop (``trls_core.train.pretrain_byol``) speaks BYOL's
+The shared training loop (``trls_core.train.pretrain_encoder``) speaks BYOL's
 interface: ``encoder``, ``online_parameters()`` and ``update_target(tau)``.
 Contrastive methods have no EMA target, so they all answer it the same way;
 this base says it once instead of in every method.

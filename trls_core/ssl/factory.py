@@ -1,6 +1,6 @@
 """Assemble a pretraining method from params: the SSL module and its two views.
 
-Every method shares one training loop (``trls_core.train.pretrain_byol``:
+Every method shares one training loop (``trls_core.train.pretrain_encoder``:
 ``augment(x) -> (a, b)``, ``loss = model(a, b)``, step, ``update_target``),
 so a method is only *which module* and *which views*:
 

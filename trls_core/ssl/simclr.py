@@ -8,7 +8,7 @@ cross entropy of picking the positive, averaged over all 2N anchors (the
 paper's loss, symmetric in the two views).
 
 Unlike BYOL there is no target network: ``update_target`` is a no-op so
-that the BYOL training loop (``trls_core.train.pretrain_byol``) runs it
+that the BYOL training loop (``trls_core.train.pretrain_encoder``) runs it
 unchanged. Choices for a small CPU budget: the projector is the same small
 ``ProjectionHead`` BYOL uses (hidden 256, out 64 instead of the paper's
 2048 / 128), the temperature defaults to 0.2 (TS-TCC's contextual

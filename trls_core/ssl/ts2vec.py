@@ -19,7 +19,7 @@ is the plain dot product (no normalisation, no temperature), exactly as in
 the official code, which these functions follow line by line.
 
 Interface: ``TS2Vec`` looks like ``trls_core.ssl.byol.BYOL`` so the same
-loop (``trls_core.train.pretrain_byol``) trains it: ``forward(a, b)`` gives
+loop (``trls_core.train.pretrain_encoder``) trains it: ``forward(a, b)`` gives
 the scalar loss, ``online_parameters()`` are the encoder's parameters,
 ``update_target`` is a no-op (no target network), ``encoder`` is what the
 downstream evaluation uses. The loop is meant to pass the SAME raw batch

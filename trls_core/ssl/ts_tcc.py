@@ -33,7 +33,7 @@ for HAR, 10 for Epilepsy) or a fraction of T' (a float in (0, 1), which
 then needs the window length to size the predictors).
 
 The module has BYOL's interface (``online_parameters``, no-op
-``update_target``, ``encoder``), so ``trls_core.train.pretrain_byol`` runs
+``update_target``, ``encoder``), so ``trls_core.train.pretrain_encoder`` runs
 it with ``augment = RawTwoViews(...)`` giving (weak, strong). Only the
 encoder's ``features`` enter the losses: a linear head on top of the pooled
 features (``TSTCCEncoder(linear_head=True)``) gets no gradient here and is

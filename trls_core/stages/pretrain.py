@@ -111,7 +111,7 @@ def pretrain_seed(
     baseline goes through the same evaluation steps.
     """
     from trls_core.ssl.factory import build_ssl, build_views
-    from trls_core.train import pretrain_byol
+    from trls_core.train import pretrain_encoder
 
     pp = params.pretrain
     sdir = spectrogram_dir(root, pp.dataset)
@@ -194,7 +194,7 @@ def pretrain_seed(
         )
 
     if model is not None and start_epoch < pp.epochs:
-        pretrain_byol(
+        pretrain_encoder(
             model,
             x,
             augment,

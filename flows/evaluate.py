@@ -27,7 +27,7 @@ same units ran 31 % slower in a thread-pool worker thread than in the
 thread that pretrained (bench/results/orchestration.json); and units in
 threads of one process would share torch's global RNG (fine-tuning seeds
 it). For real parallelism use a process-based runner (e.g. prefect-dask)
-via ``finetune_flow.with_options(task_runner=...)``.
+via ``evaluate_flow.with_options(task_runner=...)``.
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ class UnitsFailed(RuntimeError):
     """One or more evaluation units failed; the message names them and their causes."""
 
 
-@flow(name="trls-finetune", validate_parameters=True, task_runner=InlineTaskRunner())
-def finetune_flow(
+@flow(name="trls-evaluate", validate_parameters=True, task_runner=InlineTaskRunner())
+def evaluate_flow(
     root: str = ".",
     params_path: str = "params.yaml",
     profile: str | None = None,
