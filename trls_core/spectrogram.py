@@ -33,7 +33,7 @@ NORM_MODES: tuple[str, ...] = ("train_per_freq", "train_global", "per_window", "
 WINDOWS: tuple[str, ...] = ("hann", "hamming", "blackman", "bartlett", "rect")
 PAD_MODES: tuple[str, ...] = ("reflect", "constant", "replicate", "circular")
 DEFAULT_STD_FLOOR = 1e-6
-_CONFIG_KEYS: tuple[str, ...] = (
+CONFIG_KEYS: tuple[str, ...] = (  # what to_config writes and from_config accepts
     "n_fft",
     "hop",
     "win_length",
@@ -376,7 +376,7 @@ class SpectrogramTransform(torch.nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any], stats: dict[str, torch.Tensor] | None = None) -> SpectrogramTransform:
         """Inverse of :meth:`to_config`; unknown keys are an error (a typo must not pass silently)."""
-        allowed = set(_CONFIG_KEYS)
+        allowed = set(CONFIG_KEYS)
         unknown = sorted(set(config) - allowed)
         if unknown:
             raise ValueError(f"SpectrogramTransform.from_config: unknown keys {unknown}; allowed: {sorted(allowed)}")

@@ -28,24 +28,13 @@ SCORING_SERVER_ENV = "__pyfunc_model_path__"  # set by mlflow's scoring server (
 
 def transform_from_meta(meta: Mapping[str, Any], stats: Mapping[str, torch.Tensor] | None):
     """The stage's preprocessing from ``meta.json``: a :class:`SpectrogramTransform`."""
-    from trls_core.spectrogram import SpectrogramTransform
+    from trls_core.spectrogram import CONFIG_KEYS, SpectrogramTransform
 
     stft = dict(meta.get("stft") or {})
     if not stft:
         raise ValueError("meta.json has no 'stft' section: cannot rebuild the preprocessing")
     mode = stft.pop("normalisation", None) or meta.get("normalisation") or "train_per_freq"
-    allowed = {
-        "n_fft",
-        "hop",
-        "win_length",
-        "window",
-        "center",
-        "log_eps",
-        "fmax_bin",
-        "power",
-        "pad_mode",
-        "std_floor",
-    }
+    allowed = set(CONFIG_KEYS) - {"norm_mode"}  # the mode comes from `normalisation` above
     cfg = {k: v for k, v in stft.items() if k in allowed}
     cfg["norm_mode"] = mode
     return SpectrogramTransform.from_config(cfg, stats=dict(stats or {}) or None)
