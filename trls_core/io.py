@@ -3,6 +3,10 @@
 Every output of the pipeline is written to a temporary sibling and renamed
 into place, so a crash or a bad input never leaves a half-written file or
 folder behind, and an existing good output survives a failed rerun.
+
+Temporary names carry the writer's process id (``.<name>.<pid>.<random>.tmp``,
+an old output moved aside is ``.<name>.old.<pid>``), so the litter of a killed
+process can be told from a live writer's and removed (:mod:`trls_core.litter`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def temp_prefix(dest: Path) -> str:
+    """The start of a temporary sibling's name for ``dest``: ``.<name>.<pid>.`` (see :mod:`trls_core.litter`)."""
+    return f".{dest.name}.{os.getpid()}."
 
 
 def _umask() -> int:
@@ -32,7 +41,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -54,7 +63,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

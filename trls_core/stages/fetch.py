@@ -1,7 +1,11 @@
 """DVC stage `fetch`: raw files exactly as the source distributes them.
 
 Reads params `<dataset>.fetch` and `data.mirror` (and env TRLS_DATA_MIRROR).
-Writes data/raw/<dataset>/ atomically; the content is verified by parsing.
+Writes data/raw/<dataset>/ atomically; the content is verified by parsing,
+downloads are bounded and checked against pinned digests
+(:mod:`trls_core.data.download`, :mod:`trls_core.data.checksums`). First it
+removes what a killed fetch of this dataset left in data/raw/ (partial
+downloads in a temp folder: :mod:`trls_core.litter`).
 
 The source, first that applies: ``TRLS_DATA_MIRROR`` when set (empty: the
 official download), the dataset's own ``fetch.mirror``, ``data.mirror`` where
@@ -19,6 +23,7 @@ from pathlib import Path
 from trls_core.config import Params
 from trls_core.datasets.registry import DatasetSettings, plugin_of
 from trls_core.errors import DataError, NetworkError
+from trls_core.litter import remove_litter
 from trls_core.paths import raw_dir
 from trls_core.stages._common import run_stage
 
@@ -51,9 +56,12 @@ def fetch(root: Path, dataset: str, params: Params) -> None:
             MIRROR_ENV,
             os.environ[MIRROR_ENV],
         )
+    dest = raw_dir(root, dataset)
+    remove_litter(dest.parent, dest.name)  # each removal is logged
+    remove_litter(dest)
     section = with_default_mirror(root, dataset, params.dataset(dataset), params.data.mirror)
     try:
-        manifest = plugin_of(section).fetch(raw_dir(root, dataset), section)
+        manifest = plugin_of(section).fetch(dest, section)
     except NetworkError as exc:
         raise DataError(
             f"{dataset}: {exc}. No network? Point at a local copy of the data instead: "
