@@ -114,9 +114,8 @@ def evaluate(
     from trls_core.stages.evaluate import evaluate_all
 
     def go() -> None:
-        p = load_params(params, profile, sets)
-        if task:
-            p = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"task": task})})
+        extra = [f"evaluate.task={json.dumps(task)}"] if task else []  # validated like --set
+        p = load_params(params, profile, [*(sets or []), *extra])
         out = evaluate_all(root, p)
         typer.echo(f"reports: {out}")
 

@@ -193,7 +193,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
-        show_input = bool(loc) and e["type"] not in ("missing", "extra_forbidden")
+        # a whole section as "got" buries the message (a cross-field check of that section)
+        show_input = bool(loc) and e["type"] not in ("missing", "extra_forbidden") and not isinstance(e["input"], dict)
+        msg = msg.removeprefix("Value error, ")
         lines.append(f"  {key or 'params'}: {msg}" + (f" (got {e['input']!r})" if show_input else ""))
     return "\n".join(lines)
 
@@ -247,9 +249,15 @@ def resolve_params(
     """Merge the chosen profile over the base sections, then ``overrides`` (``--set``), and validate."""
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{source}: profiles: expected a mapping of profile name -> settings")
     name = profile or os.environ.get("TRLS_PROFILE") or raw.get("profile", "small")
-    if name not in profiles:
-        raise ConfigError(f"{source}: unknown profile {name!r} (profiles: {sorted(profiles)})")
+    if not isinstance(name, str) or name not in profiles:
+        raise ConfigError(f"{source}: unknown profile {name!r} (profiles: {sorted(map(str, profiles))})")
+    if not isinstance(profiles[name] or {}, dict):
+        raise ConfigError(f"{source}: profiles.{name}: expected a mapping of settings")
+    if overrides and ("profile" in overrides or "profiles" in overrides):  # chosen before --set applies
+        raise ConfigError("--set profile / profiles: choose a profile with --profile (or TRLS_PROFILE) instead")
     merged = deep_merge(raw, profiles[name] or {})
     if overrides:
         merged = deep_merge(merged, overrides)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from trls_core.errors import DataError, TrlsError
+from trls_core.errors import ConfigError, DataError, TrlsError
 
 __all__ = ["ID_COLUMNS", "Windows", "check_windows", "embed_file", "read_windows_file", "write_embeddings"]
 
@@ -223,6 +223,8 @@ def embed_file(
     from trls_core.tracking import load_model
 
     input_path, output_path = Path(input_path), Path(output_path)
+    if fs is not None and not (np.isfinite(fs) and fs > 0):  # nan would pass every rate comparison
+        raise ConfigError(f"--fs must be a positive finite number of Hz, got {fs}")
     windows = read_windows_file(input_path)  # a bad file fails before the model loads
     try:
         model = load_model(model_uri, root=root)

@@ -18,8 +18,12 @@ from trls_core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
+#: What a reason says when a record failed in a way no check of the reader anticipated.
+UNEXPECTED = "unexpected error"
+
 #: Substrings of a rejection reason -> a short kind, for counting reasons.
 _KINDS: tuple[tuple[str, str], ...] = (
+    (UNEXPECTED, "unexpected_error"),
     ("unknown annotation", "unknown_annotation"),
     ("does not cover the recording", "hypnogram_coverage"),
     ("missing from the folder", "missing_files"),
@@ -28,6 +32,9 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("missing from the archive", "missing_files"),
     ("not listed in RECORDS", "not_in_records"),
     ("truncated or corrupt", "unreadable_mat"),
+    ("unsupported .mat", "unreadable_mat"),
+    ("'val' must", "unreadable_mat"),
+    ("resampling", "bad_rate"),
     ("unreadable", "unreadable"),
     ("no variable 'val'", "unreadable_mat"),
     ("header", "header_mismatch"),
@@ -37,6 +44,17 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("channel(s)", "missing_channel"),
     ("ragged", "ragged_row"),
 )
+
+
+def unexpected_reason(where: str, exc: BaseException) -> str:
+    """The rejection reason of a record that raised something other than :class:`DataError`.
+
+    The record is rejected (and counted as ``unexpected_error`` in
+    ``summary.json``) rather than failing the stage; the exception type and
+    text stay in the reason so the reader can be taught that case.
+    """
+    text = str(exc).strip().replace("\n", " ")[:300]
+    return f"{where}: {UNEXPECTED} {type(exc).__name__}: {text or '(no message)'}"
 
 
 def reason_kind(reason: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from trls_core.errors import ConfigError, DataError
+from trls_core.jsonfile import read_json_object
 
 
 @dataclass
@@ -21,20 +21,27 @@ class SplitTensors:
 
 
 def load_meta(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / "meta.json"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run `dvc repro` to build the spectrograms first")
-    return json.loads(path.read_text())
+    """The spectrogram stage's ``meta.json``; a missing, truncated or non-object file fails naming it."""
+    return read_json_object(Path(directory) / "meta.json", "run `dvc repro` to build the spectrograms first")
 
 
 def task_info(meta: dict[str, Any], task: str) -> dict[str, Any]:
     """Key and class names of ``task``; an unknown task lists the known ones."""
     tasks = meta.get("tasks", {})
+    if not isinstance(tasks, dict):
+        raise DataError(
+            f"meta.json of dataset {meta.get('dataset')!r}: 'tasks' is not a mapping; rebuild (`dvc repro`)"
+        )
     if task not in tasks:
         raise ConfigError(
             f"evaluate.task: unknown task {task!r} for dataset {meta.get('dataset')!r}; known: {sorted(tasks)}"
         )
-    return tasks[task]
+    info = tasks[task]
+    if not isinstance(info, dict) or not {"key", "classes"} <= set(info):
+        raise DataError(
+            f"meta.json of dataset {meta.get('dataset')!r}: task {task!r} lacks 'key'/'classes'; rebuild (`dvc repro`)"
+        )
+    return info
 
 
 def load_split(directory: Path, split: str, task: str | None = None) -> SplitTensors:
@@ -77,7 +84,10 @@ def load_normaliser(directory: Path) -> dict[str, torch.Tensor]:
     path = Path(directory) / "normaliser.safetensors"
     if not path.is_file():
         raise DataError(f"{path} not found")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable safetensors file ({exc}); rebuild the spectrograms (`dvc repro`)") from exc
 
 
 def load_records(directory: Path, split: str) -> tuple[torch.Tensor, list[str]]:
@@ -91,9 +101,9 @@ def load_records(directory: Path, split: str) -> tuple[torch.Tensor, list[str]]:
     path = directory / "records.json"
     if not path.is_file():
         raise DataError(f"{path} not found: rebuild the spectrograms (`dvc repro`) to get record ids")
-    ids = json.loads(path.read_text()).get(split)
-    if ids is None:
-        raise DataError(f"{path}: no split {split!r}")
+    ids = read_json_object(path, "rebuild the spectrograms (`dvc repro`)").get(split)
+    if not isinstance(ids, list):
+        raise DataError(f"{path}: no list of record ids for split {split!r}")
     from safetensors import safe_open
 
     tpath = directory / f"{split}.safetensors"

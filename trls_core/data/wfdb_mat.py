@@ -13,6 +13,7 @@ same code serves the zip, a folder and the tests, and every failure is a
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +24,9 @@ from trls_core.errors import DataError
 
 #: WFDB: an ADC gain of 0 means "uncalibrated"; the library then uses 200 adu/unit.
 DEFAULT_GAIN = 200.0
+#: Resampling factors beyond this (either way) are a wrong header, not a signal: a polyphase filter
+#: of 1e6 taps, or an output of 1e12 samples, would exhaust memory before it failed.
+MAX_RESAMPLE_FACTOR = 1000
 _GAIN_RE = re.compile(r"^(?P<gain>[-+0-9.eE]+)(?:\((?P<baseline>-?\d+)\))?(?:/(?P<units>\S+))?$")
 
 
@@ -69,9 +73,13 @@ def _parse_signal_line(line: str, where: str) -> SignalSpec:
     gain, baseline, units = DEFAULT_GAIN, None, "mV"
     if len(parts) > 2:
         m = _GAIN_RE.match(parts[2])
-        if m is None:
-            raise DataError(f"{where}: header field gain is malformed: {parts[2]!r}")
-        gain = float(m["gain"]) or DEFAULT_GAIN
+        try:  # the pattern admits '--', 'e', '.': float() decides
+            gain = float(m["gain"]) if m is not None else math.nan
+        except ValueError:
+            gain = math.nan
+        if m is None or not math.isfinite(gain):
+            raise DataError(f"{where}: header field gain is malformed: {parts[2]!r} (expected e.g. 1000/mV)")
+        gain = gain or DEFAULT_GAIN
         baseline = int(m["baseline"]) if m["baseline"] is not None else None
         units = m["units"] or units
     adc_zero = _int(parts[4], "adc_zero", where) if len(parts) > 4 else 0
@@ -107,8 +115,8 @@ def parse_header(text: str, where: str) -> WfdbHeader:
             fs = float(rec[2].split("/")[0].split("(")[0])
         except ValueError:
             raise DataError(f"{where}: header field fs is not a number: {rec[2]!r}") from None
-    if fs <= 0:
-        raise DataError(f"{where}: header field fs must be positive, got {fs}")
+    if not (math.isfinite(fs) and fs > 0):
+        raise DataError(f"{where}: header field fs must be a positive finite number, got {rec[2]!r}")
     n_samples = _int(rec[3], "n_samples", where) if len(rec) > 3 else None
     sig_lines = lines[1 : 1 + n_sig]
     if len(sig_lines) != n_sig:
@@ -124,14 +132,20 @@ def read_mat_val(data: bytes, where: str) -> np.ndarray:
 
     try:
         mat = loadmat(io.BytesIO(data))
-    except (MatReadError, ValueError, TypeError, OSError, EOFError, IndexError) as exc:
+    except NotImplementedError as exc:  # scipy reads v4-v7.2; v7.3 is HDF5
+        raise DataError(f"{where}: unsupported .mat version ({exc}); save it as MATLAB v4 or v5 (-v7)") from None
+    except (MatReadError, ValueError, TypeError, OSError, EOFError, IndexError, KeyError, OverflowError) as exc:
         raise DataError(f"{where}: unreadable .mat ({type(exc).__name__}: {exc}); truncated or corrupt?") from None
+    except MemoryError:  # a corrupt size field asks for terabytes
+        raise DataError(f"{where}: unreadable .mat (a size field asks for more memory than exists); corrupt?") from None
     if "val" not in mat:
         keys = sorted(k for k in mat if not k.startswith("__"))
         raise DataError(f"{where}: .mat has no variable 'val' (variables: {keys})")
     val = np.asarray(mat["val"])
     if val.ndim != 2 or val.size == 0:
         raise DataError(f"{where}: 'val' must be a non-empty 2-D matrix, got shape {val.shape}")
+    if val.dtype.kind not in "iuf":  # char, struct, cell, complex, logical: not ADC samples
+        raise DataError(f"{where}: 'val' must hold real numbers, got dtype {val.dtype}")
     return val
 
 
@@ -169,17 +183,30 @@ def select_channels(signal: np.ndarray, header: WfdbHeader, names: list[str] | N
     return signal[[have.index(n) for n in names]]
 
 
-def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Resample (C, L) from ``fs`` to ``target_fs`` with a polyphase filter; no-op if equal.
+def resample(signal: np.ndarray, fs: float, target_fs: float, where: str = "signal") -> np.ndarray:
+    """Resample (..., L) from ``fs`` to ``target_fs`` with a polyphase filter; no-op if equal.
 
     The rational factor is approximated with a denominator ≤ 1000 (e.g.
     360 -> 300 Hz is 5/6 exactly; 173.61 -> 100 Hz is close to 576/1000).
+    A rate that is not a positive finite number, or a factor beyond
+    :data:`MAX_RESAMPLE_FACTOR` either way, is a :class:`DataError` naming
+    ``where`` (a header's 3e6 Hz would otherwise fail deep in scipy, and
+    1e-4 Hz would try to allocate 100 GB).
     """
+    for what, rate in (("sampling rate", fs), ("target rate", target_fs)):
+        if not (isinstance(rate, (int, float, np.floating, np.integer)) and math.isfinite(rate) and rate > 0):
+            raise DataError(f"{where}: {what} must be a positive finite number, got {rate!r}")
     if abs(fs - target_fs) < 1e-9:
         return signal
+    factor = target_fs / fs
+    if not 1 / MAX_RESAMPLE_FACTOR <= factor <= MAX_RESAMPLE_FACTOR:
+        raise DataError(
+            f"{where}: resampling {fs:g} Hz -> {target_fs:g} Hz is a factor of {factor:.3g} "
+            f"(beyond 1/{MAX_RESAMPLE_FACTOR}..{MAX_RESAMPLE_FACTOR}); is the sampling rate right?"
+        )
     from scipy.signal import resample_poly
 
-    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    ratio = Fraction(factor).limit_denominator(1000)
     return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
 

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Strict", "SpectrogramParams"]
+__all__ = ["SplitFractions", "Strict", "SpectrogramParams"]
 
 
 class Strict(BaseModel):
-    """Unknown keys fail (a typo names its dotted key instead of falling back); values are frozen."""
+    """Unknown keys fail (a typo names its dotted key instead of falling back); values are frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``inf`` and ``nan`` are refused for every float: ``lr: .inf`` passes ``gt=0`` and would only
+    show up as a diverged loss (or a resampler's error) much later.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SplitFractions(Strict):
+    """A dataset's ``parquet`` settings with ``val_frac`` and ``test_frac``: together they must leave a train split.
+
+    Each is checked in (0, 1) by its own field; their sum is checked here, in the settings, so
+    ``0.5 + 0.5`` fails when params.yaml is read, naming both keys, and not later in the splitter.
+    """
+
+    @model_validator(mode="after")
+    def _leaves_a_train_split(self) -> SplitFractions:
+        val, test = getattr(self, "val_frac", 0.0), getattr(self, "test_frac", 0.0)
+        if val + test >= 1:
+            raise ValueError(
+                f"val_frac + test_frac must be < 1, got {val} + {test} = {val + test:g} (nothing left to train on)"
+            )
+        return self
 
 
 class SpectrogramParams(Strict):

@@ -31,7 +31,7 @@ from trls_core.datasets.custom.source import (
 )
 from trls_core.datasets.registry import Dataset, DatasetSettings, register
 from trls_core.errors import DataError
-from trls_core.settings.base import SpectrogramParams, Strict
+from trls_core.settings.base import SpectrogramParams, SplitFractions, Strict
 
 __all__ = ["CustomDatasetParams", "CustomFetchParams", "CustomParquetParams", "build_custom_table"]
 
@@ -42,7 +42,7 @@ class CustomFetchParams(Strict):
     path: str
 
 
-class CustomParquetParams(Strict):
+class CustomParquetParams(SplitFractions):
     """How to read the user's windows; see docs/datasets/custom.md.
 
     ``format``: ``auto`` picks by file extension. ``fs`` (None: from the
@@ -116,7 +116,7 @@ def build_custom_table(raw_dir: Path, p: CustomParquetParams) -> tuple[pa.Table,
         x = x[:, [names.index(c) for c in p.channels]]
         names = list(p.channels)
     if p.target_fs is not None and p.target_fs != fs:
-        x = resample(x, fs, p.target_fs)
+        x = resample(x, fs, p.target_fs, f"{raw_dir} (parquet.fs {fs:g} -> parquet.target_fs)")
         fs = p.target_fs
     kept = len(idx)
     if kept / max(n_total, 1) < p.min_keep_fraction:
@@ -124,10 +124,10 @@ def build_custom_table(raw_dir: Path, p: CustomParquetParams) -> tuple[pa.Table,
             f"{raw_dir}: only {kept} of {n_total} windows usable (< parquet.min_keep_fraction "
             f"{p.min_keep_fraction:.0%}); first rejected: {rows.rejected[:3]}"
         )
-    labels, class_names = encode_labels([rows.label[i] for i in idx], p.class_names)
+    labels, class_names = encode_labels([rows.label[i] for i in idx], p.class_names, str(raw_dir))
     rid = np.asarray([rows.record_id[i] for i in idx])
     sid = np.asarray([rows.subject_id[i] for i in idx])
-    split = _splits(labels, rid, sid, [rows.split[i] for i in idx], p)
+    split = _splits(labels, rid, sid, [rows.split[i] for i in idx], p, raw_dir)
     wid = np.char.add(np.char.add(rid.astype(str), "#"), np.arange(kept).astype(str))
     table = windows_frame(
         x,
@@ -161,20 +161,40 @@ def build_custom_table(raw_dir: Path, p: CustomParquetParams) -> tuple[pa.Table,
 
 
 def _splits(
-    labels: np.ndarray, rid: np.ndarray, sid: np.ndarray, given: list[str | None], p: CustomParquetParams
+    labels: np.ndarray,
+    rid: np.ndarray,
+    sid: np.ndarray,
+    given: list[str | None],
+    p: CustomParquetParams,
+    raw_dir: Path,
 ) -> np.ndarray:
+    """train/val/test per window; fails naming the setting when a split would be empty."""
     if not p.split_from_file:
         groups = {"record": rid, "subject": sid, "window": None}[p.group_by]
-        return assign_splits(labels, groups, "random" if groups is None else "grouped", p.val_frac, p.test_frac, p.seed)
-    split = np.asarray([s or "" for s in given], dtype=object)
-    bad = sorted({s for s in split if s not in ("train", "val", "test")})
-    if bad:
-        raise DataError(f"split_from_file: split values {bad} (expected train/val/test for every window)")
-    if not (split == "val").any():  # UCR ships TRAIN/TEST only: carve val out of train, grouped
-        tr = np.flatnonzero(split == "train")
-        sub = assign_splits(labels[tr], rid[tr], "grouped", p.val_frac, 0.0, p.seed)
-        split[tr[sub == "val"]] = "val"
-    return split.astype(str)
+        split = assign_splits(
+            labels, groups, "random" if groups is None else "grouped", p.val_frac, p.test_frac, p.seed
+        )
+        how = f"{p.group_by}s split by parquet.val_frac {p.val_frac} / parquet.test_frac {p.test_frac}"
+    else:
+        split = np.asarray([str(s) if s is not None else "" for s in given], dtype=object)
+        bad = sorted({s for s in split if s not in ("train", "val", "test")})
+        if bad:
+            raise DataError(
+                f"{raw_dir}: parquet.split_from_file: split values {bad[:5]} (expected train/val/test for every window)"
+            )
+        if not (split == "val").any() and (split == "train").any():  # UCR: TRAIN/TEST only, val carved from train
+            tr = np.flatnonzero(split == "train")
+            sub = assign_splits(labels[tr], rid[tr], "grouped", p.val_frac, 0.0, p.seed)
+            split[tr[sub == "val"]] = "val"
+        how = "the files' splits (parquet.split_from_file) and parquet.val_frac"
+    split = np.asarray(split).astype(str)
+    empty = [s for s in ("train", "val", "test") if not (split == s).any()]
+    if empty:
+        raise DataError(
+            f"{raw_dir}: split(s) {empty} would be empty ({len(split)} windows, {how}); "
+            "add data or change those settings"
+        )
+    return split
 
 
 register(

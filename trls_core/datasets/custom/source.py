@@ -46,8 +46,19 @@ class Rows:
     fs: list[float | None] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     channel_names: list[str] | None = None
+    origin: list[str] = field(default_factory=list)  # "file line N" / "file row N": where a rejection points
 
-    def add(self, x: np.ndarray, label: Any, rid: str, sid: str | None, split: str | None, fs: float | None) -> None:
+    def add(
+        self,
+        x: np.ndarray,
+        label: Any,
+        rid: str,
+        sid: str | None,
+        split: str | None,
+        fs: float | None,
+        origin: str = "",
+    ) -> None:
+        self.origin.append(origin)
         self.x.append(np.asarray(x, dtype=np.float32))
         self.label.append(label)
         self.record_id.append(rid)
@@ -103,43 +114,92 @@ def _opt(row: dict[str, Any], key: str) -> Any:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else v
 
 
-def _read_table_rows(rows: Rows, records: list[dict[str, Any]], samples: list[np.ndarray], where: str) -> None:
-    for i, (rec, sig) in enumerate(zip(records, samples)):
-        rid = str(_opt(rec, "record_id") or f"{where}:{i}")
-        c = int(_opt(rec, "n_channels") or 1)
-        if sig.size % c:
-            rows.rejected.append(
-                {"record_id": rid, "reason": f"{where} row {i}: {sig.size} samples not divisible by n_channels {c}"}
-            )
-            continue
-        fs = _opt(rec, "fs")
-        rows.add(
-            sig.reshape(c, -1),
-            rec.get("label"),
-            rid,
-            _opt(rec, "subject_id"),
-            _opt(rec, "split"),
-            float(fs) if fs is not None else None,
-        )
+def _row_problem(rec: dict[str, Any], sig: np.ndarray) -> tuple[str | None, int, float | None]:
+    """(why the row is unusable or None, its channel count, its fs) from the id columns and samples."""
+    raw_c = _opt(rec, "n_channels")
+    try:
+        c = 1 if raw_c is None else float(raw_c)
+    except (TypeError, ValueError):
+        c = 0.0
+    if not (np.isfinite(c) and c >= 1 and c == int(c)):
+        return f"n_channels must be a positive integer, got {raw_c!r}", 1, None
+    c = int(c)
+    if sig.size == 0:
+        return "empty window (no samples)", c, None
+    if sig.size % c:
+        return f"{sig.size} samples not divisible by n_channels {c}", c, None
+    label = rec.get("label")
+    if label is not None and not isinstance(label, (str, int, float, bool, np.generic)):
+        return f"label must be one value, got {type(label).__name__} {str(label)[:40]!r}", c, None
+    raw_fs = _opt(rec, "fs")
+    if raw_fs is None:
+        return None, c, None
+    try:
+        fs = float(raw_fs)
+    except (TypeError, ValueError):
+        fs = float("nan")
+    if not (np.isfinite(fs) and fs > 0):
+        return f"fs must be a positive finite number, got {raw_fs!r}", c, None
+    return None, c, fs
+
+
+def _add_row(rows: Rows, rec: dict[str, Any], sig: np.ndarray, rid: str, where: str) -> None:
+    """Add one window, or reject it naming ``where`` (``file line N`` / ``file row N``) and the column."""
+    problem, c, fs = _row_problem(rec, sig)
+    if problem is not None:
+        rows.rejected.append({"record_id": rid, "reason": f"{where}: {problem}"})
+        return
+    rows.add(sig.reshape(c, -1), rec.get("label"), rid, _opt(rec, "subject_id"), _opt(rec, "split"), fs, where)
+
+
+def _samples(value: Any) -> np.ndarray:
+    """One row's ``signal`` cell as float64 samples; raises ValueError/TypeError for non-numbers."""
+    if value is None:
+        return np.asarray([np.nan])
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O":  # a list with gaps (None -> NaN, rejected as non-finite by check_rows)
+        arr = np.asarray([np.nan if v is None else v for v in np.ravel(arr)], dtype=np.float64)
+    if arr.dtype.kind not in "biuf":  # text, complex: not samples
+        raise ValueError(f"signal holds {arr.dtype} values, not real numbers")
+    return arr.astype(np.float64).ravel()
 
 
 def read_parquet_file(path: Path, rows: Rows) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable Parquet ({type(exc).__name__}: {exc})") from None
     for col in ("label", "signal"):
         if col not in table.column_names:
             raise DataError(f"{path}: missing column {col!r} (own-data Parquet needs label and signal)")
     meta = table.drop_columns(["signal"]).to_pylist()
-    samples = [np.asarray(s if s is not None else [np.nan], dtype=np.float64) for s in table["signal"].to_pylist()]
-    _read_table_rows(rows, meta, samples, path.name)
+    for i, (rec, cell) in enumerate(zip(meta, table["signal"].to_pylist())):
+        rid = str(_opt(rec, "record_id") or f"{path.name}:{i}")
+        try:
+            sig = _samples(cell)
+        except (TypeError, ValueError) as exc:
+            rows.rejected.append({"record_id": rid, "reason": f"{path.name} row {i}: column signal: {exc}"})
+            continue
+        _add_row(rows, rec, sig, rid, f"{path.name} row {i}")
 
 
 def read_csv_file(path: Path, rows: Rows, ucr: bool = False) -> None:
     """CSV with a header (or UCR .tsv: no header, label first); ragged lines are rejected."""
     delim = "\t" if ucr else ","
     split_hint = _ucr_split(path) if ucr else None
-    with open(path, newline="") as f:
+    try:
+        _read_delimited(path, rows, ucr, delim, split_hint)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:  # a NUL byte, a field over the csv module's size limit
+        raise DataError(f"{path}: unreadable {'UCR .tsv' if ucr else 'CSV'} ({exc})") from None
+
+
+def _read_delimited(path: Path, rows: Rows, ucr: bool, delim: str, split_hint: str | None) -> None:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter=delim)
         header = None if ucr else next(reader, None)
         if header is not None:
@@ -177,7 +237,7 @@ def read_csv_file(path: Path, rows: Rows, ucr: bool = False) -> None:
                     {"record_id": rid, "reason": f"{path.name} line {line_no}: non-numeric sample ({exc})"}
                 )
                 continue
-            _read_table_rows(rows, [rec], [sig], path.name)
+            _add_row(rows, rec, sig, str(rec.get("record_id") or rid), f"{path.name} line {line_no}")
 
 
 def _ucr_split(path: Path) -> str | None:
@@ -189,29 +249,59 @@ def _ucr_split(path: Path) -> str | None:
 
 
 def read_npz_file(path: Path, rows: Rows) -> None:
+    """An NPZ of ``x`` (N, L) or (N, C, L) and ``y`` (N,), each optional array checked against N."""
+    import zipfile
+    import zlib
+
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: unreadable .npz ({exc}); object arrays are refused (no pickle)") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path}: unreadable .npz ({type(exc).__name__}: {exc}); object arrays are refused (no pickle)"
+        ) from None
+    except AttributeError:  # np.load of a bare .npy saved under .npz: an array, not an archive
+        raise DataError(f"{path}: not an .npz archive (a single array? save with np.savez(x=..., y=...))") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r} (own-data NPZ needs x and y)")
-    x = arrays["x"]
+    x, y = arrays["x"], arrays["y"]
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array 'x' must hold real numbers, got dtype {x.dtype}")
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: array 'y' must hold labels (numbers or text), got dtype {y.dtype}")
     x = x[:, None, :] if x.ndim == 2 else x
-    if x.ndim != 3 or x.shape[0] != arrays["y"].shape[0]:
-        raise DataError(
-            f"{path}: x must be (N, L) or (N, C, L) with N = len(y); got x {arrays['x'].shape}, y {arrays['y'].shape}"
-        )
-    n = x.shape[0]
-    fs = float(arrays["fs"]) if "fs" in arrays else None
+    if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise DataError(f"{path}: x must be (N, L) or (N, C, L) and y (N,); got x {arrays['x'].shape}, y {y.shape}")
+    n, c, length = x.shape
+    if length == 0 or c == 0:
+        raise DataError(f"{path}: array 'x' has empty windows (shape {arrays['x'].shape})")
+    for key in ("record_id", "subject_id", "split"):
+        if key in arrays and (arrays[key].ndim != 1 or arrays[key].shape[0] != n):
+            raise DataError(
+                f"{path}: array {key!r} must be 1-D with one value per window ({n}); got {arrays[key].shape}"
+            )
+    fs = _npz_fs(arrays["fs"], path) if "fs" in arrays else None
     if "channel_names" in arrays:
-        rows.channel_names = [str(c) for c in arrays["channel_names"]]
+        names = arrays["channel_names"]
+        if names.ndim != 1 or names.shape[0] != c:
+            raise DataError(f"{path}: array 'channel_names' must name the {c} channel(s) of x; got {names.shape}")
+        rows.channel_names = [str(v) for v in names]
     for i in range(n):
         rid = str(arrays["record_id"][i]) if "record_id" in arrays else f"{path.name}:{i}"
         sid = str(arrays["subject_id"][i]) if "subject_id" in arrays else None
         split = str(arrays["split"][i]) if "split" in arrays else None
-        rows.add(x[i], arrays["y"][i].item(), rid, sid, split, fs)
+        rows.add(x[i], y[i].item(), rid, sid, split, fs, f"{path.name} window {i}")
+
+
+def _npz_fs(value: np.ndarray, path: Path) -> float:
+    """The ``fs`` array of an NPZ: one positive finite number (a scalar or a 1-element array)."""
+    if value.size != 1 or value.dtype.kind not in "iuf":
+        raise DataError(f"{path}: array 'fs' must be one number, got dtype {value.dtype} shape {value.shape}")
+    fs = float(value.reshape(()))
+    if not (np.isfinite(fs) and fs > 0):
+        raise DataError(f"{path}: array 'fs' must be a positive finite number, got {fs}")
+    return fs
 
 
 def check_rows(rows: Rows) -> np.ndarray:
@@ -222,19 +312,24 @@ def check_rows(rows: Rows) -> np.ndarray:
         reason = None
         if x.shape != shape:
             reason = f"shape {x.shape} differs from the first window's {shape}"
+        elif x.size == 0:
+            reason = "empty window (no samples)"
         elif not np.isfinite(x).all():
             reason = f"{int((~np.isfinite(x)).sum())} non-finite sample(s) (NaN/inf)"
         elif np.all(x.std(axis=-1) == 0):
             reason = "flat line (every channel constant)"
-        elif rows.label[i] is None or rows.label[i] == "":
+        elif _opt({"label": rows.label[i]}, "label") is None:
             reason = "no label"
         if reason:
             keep[i] = False
-            rows.rejected.append({"record_id": rows.record_id[i], "reason": reason})
+            where = rows.origin[i] if i < len(rows.origin) and rows.origin[i] else f"record {rows.record_id[i]}"
+            rows.rejected.append({"record_id": rows.record_id[i], "reason": f"{where}: {reason}"})
     return keep
 
 
-def encode_labels(values: list[Any], class_names: list[str] | None) -> tuple[np.ndarray, list[str]]:
+def encode_labels(
+    values: list[Any], class_names: list[str] | None, where: str = "labels"
+) -> tuple[np.ndarray, list[str]]:
     """Labels -> 0..K-1 and class names (given, else sorted unique values; numbers sort numerically).
 
     With ``class_names`` given, labels are either those names or integer
@@ -258,6 +353,6 @@ def encode_labels(values: list[Any], class_names: list[str] | None) -> tuple[np.
         names = list(class_names)
     unknown = sorted(set(text) - set(names))
     if unknown:
-        raise DataError(f"labels {unknown[:5]} not in parquet.class_names {names}")
+        raise DataError(f"{where}: labels {unknown[:5]} not in parquet.class_names {names}")
     index = {n: k for k, n in enumerate(names)}
     return np.asarray([index[t] for t in text], dtype=np.int64), names
