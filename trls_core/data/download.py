@@ -111,9 +111,12 @@ def _attempt(url: str, part: Path, timeout: float, limits: DownloadLimits) -> st
 
     worker = threading.Thread(target=run, name=f"download {url}", daemon=True)
     worker.start()
-    worker.join(limits.total_timeout_s)
-    if worker.is_alive():
-        cancel.set()  # the worker stops at its next read (at most one per-read timeout later)
+    try:
+        worker.join(limits.total_timeout_s)
+    finally:  # the deadline, or Ctrl-C while waiting: the worker stops at its next read (<= one read timeout)
+        if worker.is_alive():
+            cancel.set()
+    if cancel.is_set():  # even if it finished meanwhile: it was told to stop and may have cut its file short
         raise _TotalTimeout(
             f"not complete within the total timeout of {limits.total_timeout_s:g} s ({limits.setting}.total_timeout_s)"
         )
