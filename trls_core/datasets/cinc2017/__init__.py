@@ -25,7 +25,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from trls_core.data.download import DownloadLimits
 from trls_core.data.parquet import windows_frame
+from trls_core.data.report import unexpected_reason
 from trls_core.data.wfdb_mat import (
     check_against_header,
     check_signal,
@@ -47,7 +49,8 @@ from trls_core.datasets.cinc2017.source import (
 )
 from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
 from trls_core.errors import DataError
-from trls_core.settings.base import SpectrogramParams, Strict
+from trls_core.settings.base import SpectrogramParams, SplitFractions
+from trls_core.settings.fetch import DownloadSettings
 
 __all__ = [
     "Cinc2017FetchParams",
@@ -60,8 +63,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class Cinc2017FetchParams(Strict):
-    """Source of ``training2017.zip``: ``mirror`` (holding ``cinc2017/``) or ``url``.
+class Cinc2017FetchParams(DownloadSettings):
+    """Source of ``training2017.zip``: ``mirror`` (holding ``cinc2017/``) or ``url``; the download's
+    bounds and pins are the :class:`DownloadSettings` fields.
 
     ``expected_records`` is checked against the parsed ``RECORDS`` list, so a
     wrong or partial archive fails the fetch; ``None`` skips the check (tests).
@@ -75,7 +79,7 @@ class Cinc2017FetchParams(Strict):
     expected_records: int | None = Field(gt=0)
 
 
-class Cinc2017ParquetParams(Strict):
+class Cinc2017ParquetParams(SplitFractions):
     """Windows of the single-lead ECG records, grouped splits.
 
     ``window``/``stride`` count samples at ``target_fs`` (records at another
@@ -119,6 +123,9 @@ def fetch(dest: Path, section: Cinc2017Params) -> dict[str, Any]:
         expected_records=f.expected_records,
         timeout=f.timeout_s,
         retries=f.retries,
+        limits=DownloadLimits.from_mb(f.max_mb, f.total_timeout_s, "cinc2017.fetch"),
+        sha256=f.sha256,
+        content_sha256=f.content_sha256,
     )
 
 
@@ -138,7 +145,7 @@ def load_record(arc: Cinc2017Archive, rid: str, p: Cinc2017ParquetParams) -> np.
     check_against_header(val, header, f"{where} vs {mat_name.rsplit('/', 1)[-1]}")
     signal = select_channels(to_physical(val, header), header, p.channels, where)
     check_signal(signal, p.flat_std_mv, where)
-    return resample(signal, header.fs, p.target_fs)
+    return resample(signal, header.fs, p.target_fs, where)
 
 
 def _classify(arc: Cinc2017Archive) -> tuple[list[str], list[int], list[dict[str, str]]]:
@@ -185,6 +192,11 @@ def build_cinc2017_table(zip_path: Path, p: Cinc2017ParquetParams) -> tuple[pa.T
                 windows, start, n_pad = cut_windows(signal, p.window, p.stride, p.pad, f"record {rid}")
             except DataError as exc:
                 rejected.append({"record_id": rid, "reason": str(exc)})
+                continue
+            except Exception as exc:  # one odd record must not cost the other 8,527: reject it, say why
+                reason = unexpected_reason(f"{arc.path.name}: record {rid}", exc)
+                logger.warning("%s", reason)
+                rejected.append({"record_id": rid, "reason": reason})
                 continue
             chunk.append((rid, lab, str(split), windows, start, n_pad))
             kept_records += 1

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from trls_core.data.archive import check_zip
+from trls_core.data.checksums import check_content, check_mirror_file, check_pin_names, pinned
+from trls_core.data.download import DownloadLimits, download
+from trls_core.data.zip_errors import ZIP_READ_ERRORS
 from trls_core.errors import DataError
 
 ZIP_NAME = "training2017.zip"
@@ -56,8 +60,13 @@ class Cinc2017Archive:
             raise DataError(f"CinC 2017 archive not found: {path}")
         try:
             zf = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
+        except ZIP_READ_ERRORS as exc:  # a damaged zip, whatever zipfile raised for it
             raise DataError(f"{path}: not a valid zip file ({exc})") from None
+        try:
+            check_zip(zf, path)  # sizes, ratio and names before any member is read
+        except DataError:
+            zf.close()
+            raise
         arc = cls(path=path, zf=zf)
         reference: str | None = None
         records: str | None = None
@@ -100,7 +109,7 @@ class Cinc2017Archive:
     def read_member(self, name: str) -> bytes:
         try:
             return self.zf.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC error, truncated member
+        except ZIP_READ_ERRORS as exc:  # CRC error, truncated member, unsupported compression
             raise DataError(f"{self.path} member {name}: unreadable ({exc})") from None
 
     def read_text(self, name: str) -> str:
@@ -161,12 +170,17 @@ def fetch_cinc2017(
     timeout: float = 300,
     retries: int = 3,
     backoff_s: float = 1.0,
+    limits: DownloadLimits | None = None,
+    sha256: dict[str, str | None] | None = None,
+    content_sha256: str | None = None,
 ) -> dict[str, object]:
     """Populate ``dest`` with ``training2017.zip`` and ``MANIFEST.json``, verified.
 
-    Source: the mirror when given (no network fallback), else ``url``. The
-    copy is verified by parsing: a readable zip with ``REFERENCE.csv``, every
-    member's CRC (through the content digest), and, when
+    Source: the mirror when given (no network fallback), else ``url``
+    (within ``limits``, checked against its pinned ``sha256[training2017.zip]``).
+    The copy is verified by parsing: a readable zip with ``REFERENCE.csv``,
+    every member's CRC (through the content digest, compared with
+    ``content_sha256``: :mod:`trls_core.data.checksums`), and, when
     ``expected_records`` is set, that many ids in ``RECORDS`` and labelled
     in ``REFERENCE.csv``. Per-record problems (a missing ``.mat``, a bad
     header) are left to the parquet stage, which rejects those records with
@@ -175,18 +189,24 @@ def fetch_cinc2017(
     import shutil
     from collections import Counter
 
-    from trls_core.data.download import download
     from trls_core.io import atomic_dir, sha256_file, write_json
 
     dest = Path(dest)
+    limits = limits or DownloadLimits(setting="cinc2017.fetch")
+    pins = dict(sha256 or {})
+    check_pin_names(pins, [ZIP_NAME], limits.setting)
     with atomic_dir(dest) as tmp:
         target = tmp / ZIP_NAME
         if mirror is not None:
             src = find_mirror_zip(Path(mirror))
             shutil.copyfile(src, target)
             origin = f"mirror:{MIRROR_SUBDIR}/{ZIP_NAME}"
+            file_digest = sha256_file(target)
+            check_mirror_file(origin, file_digest, pinned(pins, ZIP_NAME), limits.setting)
         else:
-            download(url, target, timeout, retries, backoff_s)
+            file_digest = download(
+                url, target, timeout, retries, backoff_s, limits=limits, sha256=pinned(pins, ZIP_NAME)
+            )
             origin = url
         with Cinc2017Archive.open(target) as arc:
             listed = arc.records if arc.records is not None else sorted(arc.hea)
@@ -203,7 +223,7 @@ def fetch_cinc2017(
                 "source": "mirror" if mirror is not None else "url",
                 "origin": origin,
                 "fs": FS_HZ,
-                "files": {ZIP_NAME: {"sha256": sha256_file(target), "bytes": target.stat().st_size}},
+                "files": {ZIP_NAME: {"sha256": file_digest, "bytes": target.stat().st_size}},
                 "n_records": len(listed),
                 "n_hea": len(arc.hea),
                 "n_mat": len(arc.mat),
@@ -212,6 +232,9 @@ def fetch_cinc2017(
                 "label_problems": arc.label_problems,
                 "content_digest": content_digest(arc),
             }
+            check_content(
+                origin, str(manifest["content_digest"]), content_sha256, limits.setting, downloaded=mirror is None
+            )
         write_json(tmp / "MANIFEST.json", manifest)
     return manifest
 

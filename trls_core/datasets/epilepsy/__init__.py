@@ -15,20 +15,23 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from trls_core.data.download import DownloadLimits
 from trls_core.data.parquet import windows_frame
 from trls_core.data.windows import assign_splits, segment
 from trls_core.datasets.epilepsy.source import FS_HZ, BonnData, fetch_bonn, read_bonn
 from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
-from trls_core.settings.base import SpectrogramParams, Strict
+from trls_core.settings.base import SpectrogramParams, SplitFractions
+from trls_core.settings.fetch import DownloadSettings
 
 __all__ = ["EpilepsyFetchParams", "EpilepsyParams", "EpilepsyParquetParams", "build_epilepsy_table"]
 
 
-class EpilepsyFetchParams(Strict):
+class EpilepsyFetchParams(DownloadSettings):
     """Where the five set zips come from: ``mirror`` (a folder holding ``bonn-eeg/``) or the official URLs.
 
     The environment variable ``TRLS_DATA_MIRROR`` overrides ``mirror``, so a
     machine without internet can point at a local copy without editing params.
+    Downloads are bounded and checked by the :class:`DownloadSettings` fields.
     """
 
     mirror: str | None
@@ -36,7 +39,7 @@ class EpilepsyFetchParams(Strict):
     timeout_s: float = Field(gt=0)
 
 
-class EpilepsyParquetParams(Strict):
+class EpilepsyParquetParams(SplitFractions):
     """Windows of the segments and the split protocol (``random``: TS-TCC's; ``grouped``: by segment)."""
 
     window: int = Field(gt=0)
@@ -57,7 +60,15 @@ class EpilepsyParams(DatasetSettings):
 
 def fetch(dest: Path, section: EpilepsyParams) -> dict[str, Any]:
     f = section.fetch
-    return fetch_bonn(dest, mirror=data_mirror(f), timeout=f.timeout_s, retries=f.retries)
+    return fetch_bonn(
+        dest,
+        mirror=data_mirror(f),
+        timeout=f.timeout_s,
+        retries=f.retries,
+        limits=DownloadLimits.from_mb(f.max_mb, f.total_timeout_s, "epilepsy.fetch"),
+        sha256=f.sha256,
+        content_sha256=f.content_sha256,
+    )
 
 
 def table(raw_dir: Path, section: EpilepsyParams) -> tuple[pa.Table, dict[str, Any]]:

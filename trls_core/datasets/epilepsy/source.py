@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from trls_core.data.download import download
+from trls_core.data.archive import check_zip
+from trls_core.data.checksums import check_content, check_mirror_file, check_pin_names, pinned
+from trls_core.data.download import DownloadLimits, download
+from trls_core.data.zip_errors import ZIP_READ_ERRORS
 from trls_core.errors import DataError
 from trls_core.io import atomic_dir, sha256_file, write_json
 
@@ -122,6 +125,7 @@ def read_bonn_zip(
     member_of: dict[str, str] = {}
     try:
         with zipfile.ZipFile(path) as zf:
+            check_zip(zf, path)  # sizes, ratio and names before any member is read
             for info in zf.infolist():
                 name = info.filename
                 if info.is_dir() or _ignored_member(name):
@@ -143,8 +147,8 @@ def read_bonn_zip(
                 text = zf.read(info).decode("latin-1")
                 by_id[seg_id] = _parse_member(text, where, expected_samples)
                 member_of[seg_id] = name
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"{path}: not a valid zip file ({exc})") from None
+    except ZIP_READ_ERRORS as exc:  # a damaged zip, whatever zipfile raised for it
+        raise DataError(f"{path}: not a valid zip file ({type(exc).__name__}: {exc})") from None
     if not by_id:
         raise DataError(f"{path}: empty zip: no segment files for set {letter}")
     ids = sorted(by_id)
@@ -244,18 +248,26 @@ def fetch_bonn(
     timeout: float = 60,
     retries: int = 3,
     backoff_s: float = 1.0,
+    limits: DownloadLimits | None = None,
+    sha256: dict[str, str | None] | None = None,
+    content_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Populate ``dest`` with the five Bonn zips (Z, O, N, F, S) and ``MANIFEST.json``.
 
     Source: ``mirror`` when given (the folder holding ``bonn-eeg/`` or that
     folder itself; no fallback to the network, so an offline run never tries
-    it), else ``urls`` (default :data:`BONN_URLS`). Each zip is copied byte
-    for byte and verified by parsing it: ``expected_segments`` segments of
-    ``expected_samples`` finite numbers. The manifest records per-file sha256,
-    size and segment count, and a ``content_digest`` over the parsed samples
-    that is equal for any packing of the same data. Returns the manifest.
+    it), else ``urls`` (default :data:`BONN_URLS`), each download within
+    ``limits`` and checked against its pinned ``sha256[<set>.zip]``. Each zip
+    is copied byte for byte and verified by parsing it: ``expected_segments``
+    segments of ``expected_samples`` finite numbers. The manifest records
+    per-file sha256, size and segment count, and a ``content_digest`` over the
+    parsed samples that is equal for any packing of the same data, compared
+    with ``content_sha256`` (:mod:`trls_core.data.checksums`). Returns the manifest.
     """
     dest = Path(dest)
+    limits = limits or DownloadLimits(setting="epilepsy.fetch")
+    pins = dict(sha256 or {})
+    check_pin_names(pins, [f"{s}.zip" for s in SET_ORDER], limits.setting)
     if mirror is not None:
         folder = resolve_bonn_mirror(Path(mirror))
         sources: dict[str, Path] = {}
@@ -282,22 +294,30 @@ def fetch_bonn(
                 shutil.copyfile(sources[letter], target)
                 origin = f"mirror:bonn-eeg/{sources[letter].name}"
             else:
-                download(urls[letter], target, timeout, retries, backoff_s)
+                download(
+                    urls[letter], target, timeout, retries, backoff_s, limits=limits, sha256=pinned(pins, target.name)
+                )
                 origin = urls[letter]
             ids, signals = read_bonn_zip(target, letter, expected_samples)
             if len(ids) != expected_segments:
                 raise DataError(f"{origin}: set {letter} has {len(ids)} segments, expected {expected_segments}")
+            digest = sha256_file(target)
+            if mirror is not None:
+                check_mirror_file(origin, digest, pinned(pins, target.name), limits.setting)
             files[target.name] = {
                 "set": letter,
                 "description": BONN_SETS[letter],
                 "origin": origin,
-                "sha256": sha256_file(target),
+                "sha256": digest,
                 "bytes": target.stat().st_size,
                 "n_segments": len(ids),
                 "n_samples": int(signals.shape[1]),
             }
             all_ids.extend(ids)
             all_signals.append(signals)
+        digest = content_digest(all_ids, np.concatenate(all_signals))
+        where = f"Bonn mirror {folder}" if mirror is not None else f"Bonn zips from {', '.join(urls.values())}"
+        check_content(where, digest, content_sha256, limits.setting, downloaded=mirror is None)
         manifest: dict[str, Any] = {
             "dataset": "epilepsy",
             "source": source,
@@ -305,7 +325,7 @@ def fetch_bonn(
             "sets": list(SET_ORDER),
             "files": files,
             "n_segments": len(all_ids),
-            "content_digest": content_digest(all_ids, np.concatenate(all_signals)),
+            "content_digest": digest,
         }
         write_json(tmp / "MANIFEST.json", manifest)
     if mirror is not None:
