@@ -46,7 +46,7 @@ from trls_core.datasets.mitdb.source import (
 )
 from trls_core.datasets.registry import Dataset, DatasetSettings, data_mirror, register
 from trls_core.errors import DataError
-from trls_core.settings.base import SpectrogramParams, Strict
+from trls_core.settings.base import SpectrogramParams, SplitFractions, Strict
 
 __all__ = ["MitdbFetchParams", "MitdbParams", "MitdbParquetParams", "build_mitdb_table"]
 
@@ -68,7 +68,7 @@ class MitdbFetchParams(Strict):
     timeout_s: float = Field(gt=0)  # reachability check before downloading
 
 
-class MitdbParquetParams(Strict):
+class MitdbParquetParams(SplitFractions):
     """Beat-centred windows, AAMI classes, inter-patient (DS1/DS2) or grouped split.
 
     A window is ``before`` samples before to ``after`` samples after the

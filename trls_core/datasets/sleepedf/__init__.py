@@ -40,7 +40,7 @@ from trls_core.datasets.sleepedf.source import (
     pair_files,
 )
 from trls_core.errors import DataError
-from trls_core.settings.base import SpectrogramParams, Strict
+from trls_core.settings.base import SpectrogramParams, SplitFractions, Strict
 
 __all__ = ["SleepEdfFetchParams", "SleepEdfParams", "SleepEdfParquetParams", "build_sleepedf_table"]
 
@@ -71,7 +71,7 @@ class SleepEdfFetchParams(Strict):
         return v
 
 
-class SleepEdfParquetParams(Strict):
+class SleepEdfParquetParams(SplitFractions):
     """30 s epochs of the EEG, labelled from the hypnogram, split by subject.
 
     ``epoch_s`` × ``target_fs`` samples per window (3000 at 100 Hz). Stages
