@@ -3,22 +3,70 @@
 Within one registered model name (``trls-<dataset>-encoder``: one name per
 dataset), so an encoder of one dataset is never weighed against another's.
 Every decision leaves a human-readable reason on the model version.
+
+Concurrency: the read (champion and its score) -> compare -> write (alias)
+is one compare-and-set under a file lock (:func:`promotion_lock_path`), so
+promotions that run at once (two pipelines of two checkouts sharing a store,
+a scheduled run next to a manual one) end with the highest score as
+champion whatever their order. Why a file lock and not MLflow itself: the
+registry has no conditional write (``set_registered_model_alias`` is
+last-writer-wins, tags have no version check), so tags or aliases cannot
+make a compare-and-set; the embedded stores are files, and an ``flock``
+beside them serialises every process that uses the store on this machine
+(and on a shared file system with working locks), and is released by the
+kernel if a promoter dies. For a tracking server (http/https, databricks, a
+database URL) there is no shared file: the lock is then per machine (the
+temp folder, keyed by the URI), so promotions into one server from several
+machines must not overlap (the pipeline's workspace lock and the schedule's
+one-run-at-a-time limit keep them apart on one machine).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from trls_core.locks import LOCK_DIR, hold
 from trls_core.tracking.registry import CHALLENGER, CHAMPION, DIGEST_TAG, REASON_TAG, SCORE_TAG
 from trls_core.tracking.store import default_uri, mlflow_client
 from trls_core.tracking.values import as_float
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["promote_if_better"]
+__all__ = ["PROMOTION_WAIT_S", "promote_if_better", "promotion_lock_path"]
+
+#: How long a promotion waits for another one to finish (each holds the lock for a few store calls).
+PROMOTION_WAIT_S = 300.0
+
+
+def promotion_lock_path(uri: str) -> Path:
+    """The lock file that serialises promotions into the store at ``uri``.
+
+    ``sqlite:///dir/mlflow.db`` -> ``dir/.trls/promotion-mlflow.db.lock``; a
+    file store (``file:///dir/mlruns`` or a path) -> ``dir/.trls/promotion-mlruns.lock``
+    (beside the store, never inside it: the file store reads its folders);
+    any other URI (a server) -> ``<tmp>/trls-locks/promotion-<sha of URI>.lock``.
+    """
+    parsed = urlparse(uri)
+    store: Path | None = None
+    if parsed.scheme == "sqlite":
+        database = unquote(uri.removeprefix("sqlite:///").split("?", 1)[0])  # SQLAlchemy: sqlite:///<database>
+        if database and database != ":memory:" and uri.startswith("sqlite:///"):
+            store = Path(database)  # sqlite:////abs/mlflow.db is absolute, sqlite:///mlflow.db relative to the cwd
+    elif parsed.scheme == "file":
+        store = Path(unquote(parsed.path))
+    elif parsed.scheme == "" and uri:
+        store = Path(uri)
+    if store is not None:
+        return store.expanduser().resolve().parent / LOCK_DIR / f"promotion-{store.name}.lock"
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "trls-locks" / f"promotion-{key}.lock"
 
 
 def promote_if_better(
@@ -42,9 +90,21 @@ def promote_if_better(
     like :func:`tracking_uri`; without it: ``MLFLOW_TRACKING_URI`` (or a URI
     set with mlflow), else the store of this process's latest Tracker.
     ``split_digest=None`` uses the version's own tag.
+
+    The whole read-compare-write holds :func:`promotion_lock_path`'s lock
+    (waiting up to :data:`PROMOTION_WAIT_S` for another promotion, then a
+    :class:`~trls_core.locks.LockHeld` naming it): concurrent promotions are
+    applied one after another, so the highest score ends as champion.
     """
-    client = mlflow_client(default_uri(root))
-    version = str(version)
+    uri = default_uri(root)
+    with hold(promotion_lock_path(uri), f"promotion of {name} v{version}", wait=PROMOTION_WAIT_S):
+        return _compare_and_set(mlflow_client(uri), name, str(version), score, split_digest)
+
+
+def _compare_and_set(
+    client: MlflowClient, name: str, version: str, score: float, split_digest: str | None
+) -> tuple[bool, str]:
+    """:func:`promote_if_better`'s decision and write; the caller holds the promotion lock."""
     mv = client.get_model_version(name, version)
     own_digest = mv.tags.get(DIGEST_TAG)
     if split_digest is None:
