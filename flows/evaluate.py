@@ -14,6 +14,13 @@ them to the ``evaluate`` run (retried on transient MLflow/IO errors only, see
 artifacts; a progress artifact counts the units done (the pipeline's, when
 it passes ``progress_id``).
 
+A unit's result file is written before its metrics are logged; a failed log
+is a warning, its rows kept beside the unit results
+(``units/<task>/pending_mlflow/<unit>.json``) and logged into the unit's run
+by the next run that reaches the unit (:mod:`trls_core.tracking.pending`).
+The flow holds the workspace lock (:mod:`trls_core.locks`; shared with the
+pipeline flow that calls it).
+
 Tasks pass unit tuples, paths and run ids; each task loads the data it needs
 (cached per process, see :func:`_context`). A rerun reuses every unit
 result whose fingerprint is current, so a failed flow run picks up where it
@@ -54,6 +61,7 @@ from flows import (
 from flows.artifacts import Progress, report_artifacts
 from flows.retries import MLFLOW_RETRY
 from flows.runners import InlineTaskRunner
+from trls_core.locks import workspace_lock
 from trls_core.paths import report_file
 
 _CTX_LOCK = threading.Lock()
@@ -107,16 +115,26 @@ def _context(
         return _CTX[key]
 
 
-def _log_unit(run: Any, name: str, result: dict[str, Any]) -> None:
+def _log_unit(run: Any, name: str, result: dict[str, Any], pending: Path) -> bool:
     """One protocol unit's MLflow metrics: test metrics at step 0, per-epoch curves for fine-tuning.
 
     All in one batch (one sqlite transaction per unit, not one per epoch).
+    A failure is a warning; the rows are kept in ``pending`` for the next run.
     """
+    from trls_core.tracking.pending import log_or_keep
+
     rows = [(numeric_metrics({k: v for k, v in result.items() if k != "history"}), 0)]
     for row in result.get("history") or []:
         if isinstance(row, dict) and "epoch" in row:
             rows.append((numeric_metrics(row, drop=("epoch",)), int(row["epoch"])))
-    run.log_metric_steps(rows)
+    return log_or_keep(run, rows, pending, name)
+
+
+def _pending_file(root: Path, params: Any, unit: Any) -> Path:
+    """Where a unit's unlogged metrics wait: ``units/<task>/pending_mlflow/<unit>.json`` (not a unit result)."""
+    from trls_core.stages.evaluate import units_dir
+
+    return units_dir(root, params) / "pending_mlflow" / f"{unit.slug}.json"
 
 
 def _unit_params(unit: Any) -> dict[str, Any]:
@@ -149,6 +167,11 @@ def evaluate_unit_task(
     logger = run_logger()
     u = Unit(*unit)
     params, ctx = _context(root, params_path, profile, task_name, sets)
+    pending = _pending_file(Path(root), params, u)
+    if track:  # metrics an earlier run could not log: into that run now
+        from trls_core.tracking.pending import flush_pending
+
+        flush_pending(Path(root), pending)
     if track and (force or not _is_current(Path(root), params, u, ctx)):
         # the unit's MLflow run is open while the unit runs: its duration is the unit's, and a
         # failing unit leaves a FAILED run; a reused result opens no run
@@ -162,9 +185,12 @@ def evaluate_unit_task(
             tags=tags,
             parent_run_id=parent_run_id,
         ) as run:
-            run.log_splits(params.evaluate.dataset)
-            path, result, ran = evaluate_unit(Path(root), params, u, ctx, force=force)
-            _log_unit(run, u.name, result)
+            path, result, ran = evaluate_unit(Path(root), params, u, ctx, force=force)  # saved, then logged
+            _log_unit(run, u.name, result, pending)
+            try:
+                run.log_splits(params.evaluate.dataset)
+            except Exception as exc:  # noqa: BLE001 - context only; the unit is saved and its metrics kept
+                logger.warning("%s: MLflow dataset inputs not logged (%s: %s)", u.name, type(exc).__name__, exc)
     else:
         path, result, ran = evaluate_unit(Path(root), params, u, ctx, force=force)
     f1 = result.get("macro_f1")
@@ -265,15 +291,18 @@ def evaluate_flow(
         len(units),
     )
     tags = {"stage": "evaluate", "task": ev.task, "profile": params.profile, **flow_run_tags()}
-    with start_run(
-        track,
-        root_p,
-        experiment_name(ev.dataset),
-        f"evaluate/{ev.task}",
-        params=_run_params(params),
-        tags=tags,
-        parent_run_id=parent_run_id,
-    ) as run:
+    with (
+        workspace_lock(root_p, "evaluate flow"),  # re-entrant: the pipeline flow already holds it
+        start_run(
+            track,
+            root_p,
+            experiment_name(ev.dataset),
+            f"evaluate/{ev.task}",
+            params=_run_params(params),
+            tags=tags,
+            parent_run_id=parent_run_id,
+        ) as run,
+    ):
         if parent_run_id is None:
             log_params_file(run, params_p, params)
         run.log_splits(ev.dataset)  # the splits probed, fine-tuned and scored (MLflow dataset inputs)

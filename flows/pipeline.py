@@ -24,7 +24,9 @@ failures only, :mod:`flows.retries`); never pretraining, evaluation units
 
 A failing step raises, so Prefect marks the flow run Failed with the cause
 and the MLflow parent run ends FAILED; the stages write atomically, so what
-earlier steps produced stays intact for the rerun.
+earlier steps produced stays intact for the rerun. One pipeline per project
+root at a time: the flow holds the workspace lock (:mod:`trls_core.locks`)
+from before ``dvc repro`` to the registration; its subflows share it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from flows.artifacts import Progress, artifact_key, promotion_artifact
 from flows.evaluate import evaluate_flow
 from flows.pretrain import pretrain_flow
 from trls_core.errors import DataError
+from trls_core.locks import workspace_lock
 from trls_core.paths import report_file
 
 DVC_STAGES = ("fetch", "parquet", "spectrogram")
@@ -133,8 +136,6 @@ def dvc_repro(root: str, dataset: str) -> str:
 
 def promotion_score(report_dir: Path, task_name: str) -> float:
     """The promotion score: linear-probe macro-F1 mean over the evaluation seeds (test split)."""
-    from trls_core.errors import DataError
-
     mpath = report_file(report_dir, "metrics.json", task_name)
     if not mpath.is_file():
         raise DataError(f"{mpath} not found: cannot score the model for promotion")
@@ -161,18 +162,23 @@ def register_task(
     Comparable only on the same test split of the same task: the split
     digest is ``tracking.split_digest`` (meta.json ``parquet_sha256`` + task).
     Weights equal to the latest version's are not registered again unless
-    ``force`` (the outcome says ``skipped``, the version is the existing one).
+    ``force`` (the outcome says ``skipped``, the version is the existing one);
+    weights other than those the evaluation units scored are refused.
     Not retried: registering is not idempotent (a retry after the version
     was created would skip it as a duplicate and lose its promotion
     decision); rerun the pipeline instead, everything before is reused. The
     decision is shown as a Prefect markdown artifact with the reason and
     the MLflow links.
     """
+    from trls_core.models.loading import read_encoder_info
     from trls_core.paths import parquet_file
+    from trls_core.stages.evaluate import evaluated_weights_sha256
     from trls_core.tracking import promote_if_better, register_encoder, resume_run, split_digest
 
     logger = run_logger()
     score = promotion_score(Path(report_dir), task_name)
+    seed = read_encoder_info(Path(model_dir)).get("seed")  # the weights must be the ones the units scored:
+    evaluated = evaluated_weights_sha256(Path(report_dir), task_name, seed)
     digest = split_digest(Path(spectrogram_dir), task_name)
     run = resume_run(Path(root), parent_run_id)  # not a `with`: the flow's parent run ends it
     dataset = Path(spectrogram_dir).name
@@ -185,6 +191,7 @@ def register_task(
         test_macro_f1=score,
         force=force,
         windows=parquet_file(Path(root), dataset),
+        evaluated_sha256=evaluated,
     )
     if reg.skipped:
         promoted, reason = False, reg.reason
@@ -315,70 +322,71 @@ def pipeline_flow(
     logger = run_logger()
     logger.debug("orchestration reniced: %s", yield_cpu_to_training())
     root_p, params_p = resolve_paths(root, params_path)
-    params, ds = pipeline_params(params_p, profile, dataset, sets, built_by_dvc=not skip_data)
+    with workspace_lock(root_p, "pipeline flow"):  # one pipeline per root; the subflows below share this hold
+        params, ds = pipeline_params(params_p, profile, dataset, sets, built_by_dvc=not skip_data)
 
-    if skip_data:
-        logger.info("skip_data: using the data already in %s", spectrogram_dir(root_p, ds))
-    else:
-        dvc_repro(str(root_p), ds)
+        if skip_data:
+            logger.info("skip_data: using the data already in %s", spectrogram_dir(root_p, ds))
+        else:
+            dvc_repro(str(root_p), ds)
 
-    sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track, "sets": sets}
-    result: dict[str, Any] = {"dataset": ds, "profile": params.profile}
-    tasks = [params.evaluate.task, *(t for t in params.evaluate.also_tasks if t != params.evaluate.task)]
-    progress = Progress(
-        {"pretraining": len(params.pretrain.seeds), **{f"evaluate {t}": n_units(params, t) for t in tasks}},
-        key=artifact_key(ds, "pipeline-progress"),
-        title="units done",
-    )
-    sub["progress_id"] = progress.id
-    tags = _parent_tags(root_p, params, ds) if track else {}
-    with start_run(
-        track,
-        root_p,
-        experiment_name(ds),
-        f"pipeline/{params.profile}",
-        params={
-            "profile": params.profile,
-            "dataset": ds,
-            "encoder": params.model.encoder,
-            "task": params.evaluate.task,
-            "params_path": str(params_p),
-            "force": force,
-            **({"sets": " ".join(sets)} if sets else {}),
-        },
-        tags=tags,
-    ) as parent:
-        result["run_id"] = parent.run_id
-        log_params_file(parent, params_p, params)
-        parent.log_splits(ds)  # the Parquet's train/val/test as MLflow dataset inputs
-        result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id, force=force)
-        result["report_dir"] = evaluate_flow(**sub, parent_run_id=parent.run_id, force=force)
-        result["also_report_dirs"] = {
-            t: evaluate_flow(**sub, parent_run_id=parent.run_id, task=t, force=force) for t in tasks[1:]
-        }
-        if register_model and track:
-            from trls_core.tracking import registered_model_name
+        sub = {"root": str(root_p), "params_path": str(params_p), "profile": profile, "track": track, "sets": sets}
+        result: dict[str, Any] = {"dataset": ds, "profile": params.profile}
+        tasks = [params.evaluate.task, *(t for t in params.evaluate.also_tasks if t != params.evaluate.task)]
+        progress = Progress(
+            {"pretraining": len(params.pretrain.seeds), **{f"evaluate {t}": n_units(params, t) for t in tasks}},
+            key=artifact_key(ds, "pipeline-progress"),
+            title="units done",
+        )
+        sub["progress_id"] = progress.id
+        tags = _parent_tags(root_p, params, ds) if track else {}
+        with start_run(
+            track,
+            root_p,
+            experiment_name(ds),
+            f"pipeline/{params.profile}",
+            params={
+                "profile": params.profile,
+                "dataset": ds,
+                "encoder": params.model.encoder,
+                "task": params.evaluate.task,
+                "params_path": str(params_p),
+                "force": force,
+                **({"sets": " ".join(sets)} if sets else {}),
+            },
+            tags=tags,
+        ) as parent:
+            result["run_id"] = parent.run_id
+            log_params_file(parent, params_p, params)
+            parent.log_splits(ds)  # the Parquet's train/val/test as MLflow dataset inputs
+            result["model_dirs"] = pretrain_flow(**sub, parent_run_id=parent.run_id, force=force)
+            result["report_dir"] = evaluate_flow(**sub, parent_run_id=parent.run_id, force=force)
+            result["also_report_dirs"] = {
+                t: evaluate_flow(**sub, parent_run_id=parent.run_id, task=t, force=force) for t in tasks[1:]
+            }
+            if register_model and track:
+                from trls_core.tracking import registered_model_name
 
-            mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
-            result["registration"] = register_task(
-                str(root_p),
-                parent.run_id,
-                str(mdir),
-                str(spectrogram_dir(root_p, ds)),
-                result["report_dir"],
-                params.evaluate.task,
-                model_name or registered_model_name(ds),
-                force,
-            )
-        elif register_model:
-            logger.warning("register_model=True needs track=True (the registry is MLflow's): not registering")
-        if track:
-            from trls_core.tracking import log_headline
+                mdir = model_dir(root_p, ds, params.model.encoder, params.pretrain.seeds[0])
+                result["registration"] = register_task(
+                    str(root_p),
+                    parent.run_id,
+                    str(mdir),
+                    str(spectrogram_dir(root_p, ds)),
+                    result["report_dir"],
+                    params.evaluate.task,
+                    model_name or registered_model_name(ds),
+                    force,
+                )
+            elif register_model:
+                logger.warning("register_model=True needs track=True (the registry is MLflow's): not registering")
+            if track:
+                from trls_core.tracking import log_headline
 
-            dirs = {params.evaluate.task: result["report_dir"], **result["also_report_dirs"]}
-            reports = {t: report_file(Path(d), "metrics.json", t) for t, d in dirs.items()}
-            log_headline(parent, reports, result.get("registration"), title=f"{ds}, profile {params.profile}")
-    progress.close()
+                dirs = {params.evaluate.task: result["report_dir"], **result["also_report_dirs"]}
+                reports = {t: report_file(Path(d), "metrics.json", t) for t, d in dirs.items()}
+                log_headline(parent, reports, result.get("registration"), title=f"{ds}, profile {params.profile}")
+        progress.close()
     logger.info("pipeline done: %s", result)
     return result
 

@@ -1,8 +1,10 @@
 """Pure training loops: tensors in, metrics dicts out.
 
 No MLflow, no Prefect, no file I/O: the caller passes callbacks
-(``on_epoch`` for metrics, ``on_checkpoint`` for saving) and decides what to
-do with them. Fine-tuning and evaluation live in ``trls_core.evaluate``.
+(``on_checkpoint`` for saving, then ``on_epoch`` for metrics) and decides
+what to do with them. The checkpoint comes first, so a logger that fails
+(an MLflow store that is down or locked) never costs the epoch. Fine-tuning
+and evaluation live in ``trls_core.evaluate``.
 
 Determinism and resume: every epoch draws its shuffling from a generator
 seeded with ``seed + epoch`` and runs under a forked global RNG seeded the
@@ -105,6 +107,7 @@ def pretrain_encoder(
     on_checkpoint: Callable[[int, BYOL, torch.optim.Optimizer], None] | None = None,
     progress: bool = True,
     pairs: RecordPairs | None = None,
+    curve: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """BYOL pretraining of ``model`` on spectrograms ``x`` (N, C, F, T), kept on the CPU.
 
@@ -120,8 +123,12 @@ def pretrain_encoder(
     ``start_epoch`` = epochs already done and the ``optimizer_state`` saved
     with the model. Returns one dict per epoch run here: ``{"epoch"`` (0-based),
     ``"loss"`` (mean over the epoch's steps), ``"lr"``, ``"tau"`` (last used),
-    ``"seconds"}``; ``on_epoch`` gets each as it completes, then
-    ``on_checkpoint(epochs_done, model, optimizer)``.
+    ``"seconds"}``. After each epoch: the record is appended to ``curve``
+    (the caller's list, e.g. the history restored from a checkpoint, so the
+    checkpoint can carry the whole curve), then
+    ``on_checkpoint(epochs_done, model, optimizer)``, then ``on_epoch(record)``:
+    saving first, so an exception from ``on_epoch`` (a failing logger) leaves
+    the epoch saved and a rerun resumes after it.
 
     ``pairs`` (:class:`RecordPairs`) makes the positive pair two windows of
     one record: view A of the batch window, view B of its drawn partner
@@ -206,10 +213,12 @@ def pretrain_encoder(
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
+            if curve is not None:
+                curve.append(record)
+            if on_checkpoint is not None:  # first: a failing on_epoch must not cost the epoch
+                on_checkpoint(epoch + 1, model, optimizer)
             if on_epoch is not None:
                 on_epoch(record)
-            if on_checkpoint is not None:
-                on_checkpoint(epoch + 1, model, optimizer)
     finally:
         if bar is not None:
             bar.close()

@@ -123,3 +123,26 @@ def test_no_augmentation_and_bad_arguments():
         pretrain_encoder(_model(), _data(), None, epochs=1, **{**KW, "batch_size": 64})
     with pytest.raises(ValueError, match="start_epoch"):
         pretrain_encoder(_model(), _data(), None, epochs=1, start_epoch=2, **KW)
+
+
+def test_the_checkpoint_is_saved_before_on_epoch_so_a_failing_logger_costs_no_epoch():
+    """on_epoch (MLflow logging) raising after epoch 2 leaves epoch 2 saved: the rerun resumes after it."""
+    order: list[tuple[str, int]] = []
+    curve: list[dict] = [{"epoch": -1, "loss": 0.0}]  # a resumed run's history, continued in place
+
+    class StoreDown(Exception):
+        pass
+
+    def log(rec: dict) -> None:
+        order.append(("log", rec["epoch"] + 1))
+        if rec["epoch"] == 1:
+            raise StoreDown
+
+    def save(epochs_done: int, model: BYOL, opt: torch.optim.Optimizer) -> None:
+        assert curve[-1]["epoch"] == epochs_done - 1  # the epoch's record is in the curve it saves
+        order.append(("save", epochs_done))
+
+    with pytest.raises(StoreDown):
+        pretrain_encoder(_model(), _data(), NoiseViews(), epochs=3, on_epoch=log, on_checkpoint=save, curve=curve, **KW)
+    assert order == [("save", 1), ("log", 1), ("save", 2), ("log", 2)]
+    assert [r["epoch"] for r in curve] == [-1, 0, 1]

@@ -5,9 +5,21 @@ outputs; raw-input baselines also read the windows Parquet, see
 ``trls_core.data.raw``). ``pretrain.method`` picks the method
 (``trls_core.ssl.factory``); all of them run through the same loop. Writes,
 per seed, ``models/<dataset>/<encoder>_seed<S>/``:
-``checkpoint.safetensors`` (every epoch, atomically: a killed run resumes
-from it when rerun with the same parameters), ``encoder.safetensors`` +
-``encoder.json`` (what evaluation and the registry load), ``loss_curve.png``.
+``checkpoint.safetensors`` (every epoch, atomically, before the epoch is
+reported to ``on_epoch``: a killed run, or one whose logger failed, resumes
+from it when rerun with the same parameters), ``encoder.safetensors`` then
+``encoder.json`` (what evaluation and the registry load; the JSON, written
+last, records the weights' sha256), ``loss_curve.png``.
+
+Integrity: a finished seed is reused only when its ``encoder.json`` has the
+current fingerprint AND the weights match the sha256 it records; a mismatch
+(weights from another write) is logged and the seed is rebuilt (from its
+final checkpoint when that is current, else retrained). An encoder saved
+before the digest was recorded is accepted once: its digest is computed and
+added to ``encoder.json`` (logged), and checked from then on.
+
+:func:`pretrain_all` (``trls pretrain``) holds the workspace lock
+(:mod:`trls_core.locks`) while it writes ``models/``.
 """
 
 from __future__ import annotations
@@ -31,9 +43,16 @@ from trls_core.checkpoint import (
 )
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split
-from trls_core.errors import DataError
-from trls_core.io import atomic_path, write_json
-from trls_core.models.loading import build_encoder_from_params, encoder_config
+from trls_core.errors import ConfigError, DataError
+from trls_core.io import atomic_path, sha256_file, write_json
+from trls_core.jsonfile import read_json_object
+from trls_core.locks import workspace_lock
+from trls_core.models.loading import (
+    WEIGHTS_SHA_KEY,
+    build_encoder_from_params,
+    encoder_config,
+    verified_weights_sha256,
+)
 from trls_core.paths import model_dir, spectrogram_dir
 from trls_core.runtime import resolve_device
 
@@ -111,7 +130,7 @@ def pretrain_seed(
     baseline goes through the same evaluation steps.
     """
     from trls_core.ssl.factory import build_ssl, build_views
-    from trls_core.train import pretrain_encoder
+    from trls_core.train import DivergedError, pretrain_encoder
 
     pp = params.pretrain
     sdir = spectrogram_dir(root, pp.dataset)
@@ -138,8 +157,12 @@ def pretrain_seed(
     ckpt_path = out / "checkpoint.safetensors"
     info_path = out / "encoder.json"
     if not force and info_path.is_file() and (out / "encoder.safetensors").is_file():
-        done = json.loads(info_path.read_text())
-        if done.get("fingerprint") == fp:
+        try:
+            done = read_json_object(info_path, "retraining")
+        except DataError as exc:  # cut short by a crash: it is rewritten below
+            logger.warning("seed %d: %s", seed, exc)
+            done = {}
+        if done.get("fingerprint") == fp and _weights_match(out, done, seed):
             logger.info("seed %d: already pretrained with these parameters (%s), skipping", seed, out)
             return out
     if pp.threads:
@@ -171,8 +194,7 @@ def pretrain_seed(
         elif cmeta:
             logger.info("seed %d: checkpoint has other parameters; starting afresh", seed)
 
-    def _on_epoch(rec: dict[str, Any]) -> None:
-        history.append(rec)
+    def _on_epoch(rec: dict[str, Any]) -> None:  # after the checkpoint (pretrain_encoder); rec is in history
         logger.info(
             "seed %d epoch %d/%d loss %.4f lr %.2e tau %.4f (%.1fs)",
             seed,
@@ -194,30 +216,38 @@ def pretrain_seed(
         )
 
     if model is not None and start_epoch < pp.epochs:
-        pretrain_encoder(
-            model,
-            x,
-            augment,
-            epochs=pp.epochs,
-            batch_size=min(pp.batch_size, len(x)),
-            lr=pp.lr,
-            weight_decay=pp.weight_decay,
-            tau_base=pp.tau_base,
-            device=device,
-            seed=seed,
-            warmup_epochs=pp.warmup_epochs,
-            start_epoch=start_epoch,
-            optimizer_state=opt_state,
-            on_epoch=_on_epoch,
-            on_checkpoint=_on_checkpoint,
-            progress=progress,
-            pairs=pairs,
-        )
+        try:
+            pretrain_encoder(
+                model,
+                x,
+                augment,
+                epochs=pp.epochs,
+                batch_size=min(pp.batch_size, len(x)),
+                lr=pp.lr,
+                weight_decay=pp.weight_decay,
+                tau_base=pp.tau_base,
+                device=device,
+                seed=seed,
+                warmup_epochs=pp.warmup_epochs,
+                start_epoch=start_epoch,
+                optimizer_state=opt_state,
+                on_epoch=_on_epoch,
+                on_checkpoint=_on_checkpoint,
+                progress=progress,
+                pairs=pairs,
+                curve=history,
+            )
+        except DivergedError as exc:  # the last good epoch is in the checkpoint; a lower lr retrains afresh
+            raise ConfigError(
+                f"{out}: pretraining diverged ({exc}); lower pretrain.lr or raise pretrain.warmup_epochs, "
+                "and check the input windows for outliers"
+            ) from None
     trained = model.encoder if model is not None else encoder
     enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}
     with atomic_path(out / "encoder.safetensors") as tmp:
         save_file(enc_state, str(tmp))
-    write_json(
+        weights_sha = sha256_file(tmp)
+    write_json(  # after the weights, atomically: a crash between the two leaves a stale digest, never a match
         info_path,
         {
             "fingerprint": fp,
@@ -232,6 +262,7 @@ def pretrain_seed(
             "input": "raw" if x.dim() == 3 else "spectrogram",
             "augment": params.augment.model_dump(),
             "history": history,
+            WEIGHTS_SHA_KEY: weights_sha,
         },
     )
     try:
@@ -244,6 +275,31 @@ def pretrain_seed(
     return out
 
 
+def _weights_match(out: Path, done: dict[str, Any], seed: int) -> bool:
+    """Whether ``out``'s weights are the ones its ``encoder.json`` (``done``) was written for.
+
+    A mismatch is logged (the seed is rebuilt). An ``encoder.json`` without
+    the digest (saved before it was recorded) is accepted once: the digest is
+    added to it, logged, and checked from then on.
+    """
+    try:
+        sha = verified_weights_sha256(out, done)
+    except DataError as exc:
+        logger.warning("seed %d: %s; rebuilding it", seed, exc)
+        return False
+    if WEIGHTS_SHA_KEY not in done:
+        write_json(out / "encoder.json", {**done, WEIGHTS_SHA_KEY: sha})
+        logger.info(
+            "seed %d: recorded %s %s in %s (accepted once, checked from now on)",
+            seed,
+            WEIGHTS_SHA_KEY,
+            sha,
+            out / "encoder.json",
+        )
+    return True
+
+
 def pretrain_all(root: Path, params: Params, progress: bool = True) -> list[Path]:
-    """Pretrain every seed in ``pretrain.seeds``."""
-    return [pretrain_seed(root, params, s, progress=progress) for s in params.pretrain.seeds]
+    """Pretrain every seed in ``pretrain.seeds``, holding the workspace lock (``trls pretrain``)."""
+    with workspace_lock(root, "trls pretrain"):
+        return [pretrain_seed(root, params, s, progress=progress) for s in params.pretrain.seeds]

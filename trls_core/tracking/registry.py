@@ -6,6 +6,12 @@ equal the latest version's is skipped (a weekly retrain that reused every
 stored unit adds no duplicate version) unless forced. Promotion to
 ``champion`` is :func:`trls_core.tracking.promotion.promote_if_better`'s
 decision.
+
+Integrity: the encoder's two files are copied aside first and what is
+registered is that copy, checked against the digest ``encoder.json``
+records and, when given, the digest the evaluation scored
+(``evaluated_sha256``, from the unit results): a file that changed in
+between is refused, never registered under another encoder's score.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import mlflow.pyfunc
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+from trls_core.errors import DataError
 from trls_core.tracking.datasets import example_windows
 from trls_core.tracking.runs import Tracker
 from trls_core.tracking.served_model import MODEL_CODE, EncoderModel
@@ -78,10 +85,10 @@ class Registration:
         return self.version
 
 
-def _model_artifacts(model_dir: Path, spectrogram_dir: Path) -> dict[str, str]:
+def _model_artifacts(encoder_dir: Path, spectrogram_dir: Path) -> dict[str, str]:
     arts = {
-        "encoder_weights": Path(model_dir) / "encoder.safetensors",
-        "encoder_config": Path(model_dir) / "encoder.json",
+        "encoder_weights": Path(encoder_dir) / "encoder.safetensors",
+        "encoder_config": Path(encoder_dir) / "encoder.json",
         "meta": Path(spectrogram_dir) / "meta.json",
         "normaliser": Path(spectrogram_dir) / "normaliser.safetensors",
     }
@@ -160,6 +167,39 @@ def _input_example(spectrogram_dir: Path, dataset: str, channels: int, n_samples
     return np.zeros((2, channels, n_samples), dtype=np.float32)
 
 
+def _staged_encoder(model_dir: Path, dest: Path, evaluated_sha256: str | None) -> str:
+    """Copy ``model_dir``'s encoder files into ``dest`` and check the copy; returns its weights' sha256.
+
+    Refused (DataError naming the files): weights that are not the ones
+    ``encoder.json`` records, or not the ones the evaluation scored.
+    """
+    from trls_core.io import sha256_file
+    from trls_core.models.loading import CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_SHA_KEY
+
+    dest.mkdir(parents=True)
+    for fname in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (model_dir / fname).is_file():
+            raise FileNotFoundError(f"register_encoder: {model_dir / fname} not found")
+        shutil.copyfile(model_dir / fname, dest / fname)
+    sha = sha256_file(dest / WEIGHTS_FILE)
+    try:
+        recorded = json.loads((dest / CONFIG_FILE).read_text()).get(WEIGHTS_SHA_KEY)
+    except (ValueError, AttributeError) as exc:
+        raise DataError(f"register_encoder: {model_dir / CONFIG_FILE} is unreadable ({exc})") from None
+    if recorded is not None and recorded != sha:
+        raise DataError(
+            f"register_encoder: {model_dir / WEIGHTS_FILE} (sha256 {sha}) is not the file "
+            f"{model_dir / CONFIG_FILE} was written for ({WEIGHTS_SHA_KEY} {recorded}); rerun `trls pretrain`"
+        )
+    if evaluated_sha256 is not None and evaluated_sha256 != sha:
+        raise DataError(
+            f"register_encoder: {model_dir / WEIGHTS_FILE} (sha256 {sha}) is not the encoder the evaluation "
+            f"scored (sha256 {evaluated_sha256}): the weights changed after the evaluation; rerun the evaluation "
+            "(or the pipeline) so the registered score is this encoder's"
+        )
+    return sha
+
+
 def register_encoder(
     tracker: Tracker,
     model_dir: Path,
@@ -170,6 +210,7 @@ def register_encoder(
     *,
     force: bool = False,
     windows: Path | None = None,
+    evaluated_sha256: str | None = None,
 ) -> Registration:
     """Log the raw-window encoder as a pyfunc model in ``tracker``'s run and register it as ``name``.
 
@@ -183,13 +224,39 @@ def register_encoder(
     the log and in the run's tag ``registration.skipped``. ``windows`` is the
     windows Parquet the input example (two real train windows) comes from.
     Promotion is :func:`~trls_core.tracking.promotion.promote_if_better`'s decision.
+
+    What is registered is a copy of the encoder files taken first; its
+    weights must match the digest ``encoder.json`` records and, when given,
+    ``evaluated_sha256`` (the digest the evaluation units scored,
+    ``trls_core.stages.evaluate.evaluated_weights_sha256``), else a
+    :class:`~trls_core.errors.DataError` naming the files and nothing is
+    registered.
     """
+    model_dir, spectrogram_dir = Path(model_dir), Path(spectrogram_dir)
+    with tempfile.TemporaryDirectory(prefix="trls-register-") as tmp:
+        staged = Path(tmp) / "encoder"
+        weights_sha = _staged_encoder(model_dir, staged, evaluated_sha256)
+        return _register(
+            tracker, model_dir, staged, weights_sha, spectrogram_dir, name, task, test_macro_f1, force, windows
+        )
+
+
+def _register(
+    tracker: Tracker,
+    model_dir: Path,
+    staged: Path,
+    weights_sha: str,
+    spectrogram_dir: Path,
+    name: str,
+    task: str,
+    test_macro_f1: float | None,
+    force: bool,
+    windows: Path | None,
+) -> Registration:
+    """:func:`register_encoder` on the checked copy ``staged`` of ``model_dir``'s encoder (digest ``weights_sha``)."""
     from mlflow.models import Model, infer_signature
 
-    from trls_core.io import sha256_file
-
-    model_dir, spectrogram_dir = Path(model_dir), Path(spectrogram_dir)
-    arts = _model_artifacts(model_dir, spectrogram_dir)
+    arts = _model_artifacts(staged, spectrogram_dir)
     meta = json.loads(Path(arts["meta"]).read_text())
     info = json.loads(Path(arts["encoder_config"]).read_text())
     cfg = info.get("config") or {}
@@ -208,7 +275,6 @@ def register_encoder(
     channels = int(meta.get("n_channels") or cfg["in_channels"])
     n_samples = int(meta.get("n_samples") or cfg["n_samples"])
     digest = split_digest(spectrogram_dir, task)
-    weights_sha = sha256_file(arts["encoder_weights"])
     fingerprint = str(info.get("fingerprint") or "")
     client = mlflow_client(tracker.tracking_uri)
 

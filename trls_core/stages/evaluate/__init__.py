@@ -51,6 +51,7 @@ from trls_core.stages.evaluate.context import (
 from trls_core.stages.evaluate.reports import selection_rule, write_reports
 from trls_core.stages.evaluate.units import (
     evaluate_unit,
+    evaluated_weights_sha256,
     evaluation_dir,
     read_unit,
     unit_file,
@@ -69,6 +70,7 @@ __all__ = [
     "check_transfer",
     "evaluate_all",
     "evaluate_unit",
+    "evaluated_weights_sha256",
     "evaluation_budget",
     "evaluation_dir",
     "finetune_budget",
@@ -93,8 +95,23 @@ def evaluate_all(
     """Run every unit of the protocol in this process (reusing current stored results), then the reports.
 
     ``on_result(unit name, metrics)`` is called for every unit that ran now
-    (not for reused ones). ``force`` reruns every unit.
+    (not for reused ones). ``force`` reruns every unit. Holds the workspace
+    lock (``trls evaluate``; :mod:`trls_core.locks`): another process writing
+    ``models/`` or ``reports/`` of ``root`` makes it fail at once, naming it.
     """
+    from trls_core.locks import workspace_lock
+
+    with workspace_lock(root, "trls evaluate"):
+        return _evaluate_all(root, params, progress, on_result, force)
+
+
+def _evaluate_all(
+    root: Path,
+    params: Params,
+    progress: bool,
+    on_result: Callable[[str, dict[str, Any]], None] | None,
+    force: bool,
+) -> Path:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

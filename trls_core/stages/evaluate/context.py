@@ -19,11 +19,12 @@ from trls_core.errors import DataError
 from trls_core.evaluate import embed as embed_windows
 from trls_core.evaluate.memo import Memo, array_digest, memoised
 from trls_core.io import sha256_file
-from trls_core.models.loading import build_encoder_from_params, load_encoder
+from trls_core.models.loading import WEIGHTS_SHA_KEY, build_encoder_from_params, load_encoder
 from trls_core.paths import model_dir, spectrogram_dir
 from trls_core.protocol import Unit
 from trls_core.runtime import resolve_device
 from trls_core.stages.evaluate.budget import apply_budget, evaluation_budget
+from trls_core.stages.evaluate.preconditions import check_splits
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class EvalContext:
     def _load(self, pretrain_seed: int) -> tuple[nn.Module, str]:
         if pretrain_seed not in self._encoders:
             mdir = model_dir(self.root, self.params.pretrain.dataset, self.params.model.encoder, pretrain_seed)
-            enc, _ = load_encoder(mdir)
-            sha = sha256_file(mdir / "encoder.safetensors")
+            enc, info = load_encoder(mdir)  # checked against the digest encoder.json records
+            sha = info[WEIGHTS_SHA_KEY]  # the file's sha256, as hashed for the check
             self._encoders[pretrain_seed] = (enc, sha)
             # the weights file and its config (encoder.json beside it) decide the module
             self._remember(enc, ("pretrained", str(mdir.resolve()), sha, sha256_file(mdir / "encoder.json")))
@@ -169,6 +170,10 @@ class EvalContext:
         """The pretrained encoder evaluation seed ``seed`` uses."""
         return self._load(pretrain_seed_for(self.params, seed))[0]
 
+    def encoder_sha256(self, seed: int) -> str:
+        """Digest of the weights evaluation seed ``seed`` scores (the sha256 its units' fingerprints hash)."""
+        return self._load(pretrain_seed_for(self.params, seed))[1]
+
     def random_encoder(self, seed: int) -> nn.Module:
         """The same architecture, untrained, initialised from ``seed`` (the random-encoder control)."""
         with torch.random.fork_rng():
@@ -193,7 +198,7 @@ class EvalContext:
             },
         }
         if unit.method in ("linear_probe", "finetune"):
-            blob["encoder_sha256"] = self._load(pretrain_seed_for(self.params, unit.seed))[1]
+            blob["encoder_sha256"] = self.encoder_sha256(unit.seed)
         if unit.method == "finetune":
             blob["finetune"] = ev.finetune.model_dump()
             for key, default in (("loss", "window"), ("batch_norm", "train")):
@@ -231,6 +236,7 @@ def load_context(root: Path, params: Params) -> EvalContext:
     else:
         splits = {s: load_split(sdir, s, ev.task) for s in ("train", "val", "test")}
     data = apply_budget({f"{k}_{s}": getattr(splits[s], k) for s in splits for k in ("x", "y")}, ev)
+    check_splits(data, class_names, sdir, ev.dataset, ev.task)
     if pp.dataset != ev.dataset and input_kind(params) != "raw":
         enc_json = model_dir(root, pp.dataset, params.model.encoder, pp.seeds[0]) / "encoder.json"
         if not enc_json.is_file():

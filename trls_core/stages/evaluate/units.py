@@ -15,11 +15,24 @@ from trls_core.errors import DataError
 from trls_core.io import write_json
 from trls_core.paths import report_dir
 from trls_core.protocol import Unit, plan_units
-from trls_core.stages.evaluate.context import UNIT_SCHEMA, EvalContext, load_context
+from trls_core.stages.evaluate.context import UNIT_SCHEMA, EvalContext, load_context, pretrain_seed_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate_unit", "evaluation_dir", "read_unit", "unit_file", "units_dir", "units_for"]
+__all__ = [
+    "ENCODER_KEY",
+    "evaluate_unit",
+    "evaluated_weights_sha256",
+    "evaluation_dir",
+    "read_unit",
+    "unit_file",
+    "units_dir",
+    "units_for",
+]
+
+#: A unit result's record of the pretrained encoder it scored: ``{"pretrain_seed": s, "weights_sha256": sha}``.
+#: Outside the fingerprint (which hashes the same digest), so stored fingerprints are unchanged.
+ENCODER_KEY = "encoder"
 
 
 def units_for(params: Params) -> list[Unit]:
@@ -84,9 +97,13 @@ def evaluate_unit(
     ctx = ctx or load_context(root, params)
     path = unit_file(root, params, unit)
     fp = ctx.fingerprint(unit)
+    scored = _scored_encoder(params, unit, ctx)
     if not force and path.is_file():
         doc = read_unit(path)
         if doc["fingerprint"] == fp:
+            if scored and ENCODER_KEY not in doc:  # stored before it was recorded: the fingerprint vouches for it
+                write_json(path, {**doc, ENCODER_KEY: scored})
+                logger.info("%s: recorded the scored encoder's %s in %s", unit.name, scored, path)
             return path, doc["result"], False
         logger.info("%s: stored result is stale (fingerprint %s != %s), rerunning", unit.name, doc["fingerprint"], fp)
     ev = params.evaluate
@@ -131,7 +148,44 @@ def evaluate_unit(
             "seed": unit.seed,
             "fraction": unit.fraction,
             "fingerprint": fp,
+            **({ENCODER_KEY: scored} if scored else {}),
             "result": result,
         },
     )
     return path, result, True
+
+
+def _scored_encoder(params: Params, unit: Unit, ctx: EvalContext) -> dict[str, Any] | None:
+    """The pretrained encoder ``unit`` scores (pretraining seed, weights digest); None for the controls."""
+    if unit.method not in ("linear_probe", "finetune"):
+        return None
+    return {"pretrain_seed": pretrain_seed_for(params, unit.seed), "weights_sha256": ctx.encoder_sha256(unit.seed)}
+
+
+def evaluated_weights_sha256(evaluation: Path, task: str, pretrain_seed: int) -> str:
+    """The weights digest the stored units of ``task`` scored for pretraining seed ``pretrain_seed``.
+
+    ``evaluation`` is the evaluation's folder (:func:`evaluation_dir`, the
+    report folder). What registration checks the weights it registers
+    against: each unit result records the digest it scored
+    (:data:`ENCODER_KEY`). None recorded, or several (units of other
+    weights), is a DataError naming the folder.
+    """
+    units = Path(evaluation) / "units" / task  # = units_dir(root, params)
+    seen: dict[str, list[str]] = {}
+    for path in sorted(Path(units).glob("*.json")):
+        enc = read_unit(path).get(ENCODER_KEY)
+        if isinstance(enc, dict) and enc.get("pretrain_seed") == pretrain_seed and enc.get("weights_sha256"):
+            seen.setdefault(str(enc["weights_sha256"]), []).append(path.name)
+    if not seen:
+        raise DataError(
+            f"{units}: no unit result records the weights it scored for pretraining seed {pretrain_seed}; "
+            "run the evaluation (`trls evaluate` or the pipeline) before registering"
+        )
+    if len(seen) > 1:
+        detail = "; ".join(f"{sha[:12]}...: {', '.join(names)}" for sha, names in seen.items())
+        raise DataError(
+            f"{units}: the units scored different weights for pretraining seed {pretrain_seed} ({detail}); "
+            "rerun the evaluation"
+        )
+    return next(iter(seen))
