@@ -120,13 +120,13 @@ def _alive(pid: Any) -> bool:
 
 
 def describe(holder: dict[str, Any] | None) -> str:
-    """``pid 123 on host h since 2026-01-01T10:00:00Z (`trls pipeline`)``, or what is known of the holder."""
+    """``pid 123 on host h since 2026-01-01T10:00:00Z (pipeline flow: `trls pipeline`)``, or what is known."""
     if not holder:
         return "a process that has not written its record yet"
     if "unreadable" in holder:
         return f"a process whose record is unreadable ({holder['unreadable']!r})"
-    what = holder.get("command") or holder.get("what") or "?"
-    return f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')} (`{what}`)"
+    what = f"{holder.get('what') or '?'}: `{holder.get('command') or '?'}`"
+    return f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')} ({what})"
 
 
 def _try_lock(f: IO[str]) -> bool:
