@@ -14,7 +14,9 @@ without an MLflow store. Flows import it only when tracking is on.
 - :mod:`~trls_core.tracking.study`: a study variant's child run (params and validation metrics);
 - :mod:`~trls_core.tracking.served_model`: the pyfunc model (raw windows -> embeddings);
 - :mod:`~trls_core.tracking.registry`: registration (``challenger``; duplicates skipped), names, loading;
-- :mod:`~trls_core.tracking.promotion`: promotion (``champion``) within one registered model.
+- :mod:`~trls_core.tracking.promotion`: promotion (``champion``) within one registered model, a compare-and-set
+  under a file lock;
+- :mod:`~trls_core.tracking.pending`: metrics whose logging failed, kept beside the saved work, logged by the next run.
 
 Why it looks like this:
 
