@@ -283,3 +283,26 @@ def test_frozen_batchnorm_keeps_the_pretrained_statistics() -> None:
     assert (adapted.encoder[2].running_mean - 3.0).abs().max() > 0.1  # moved towards the batches' statistics
     with pytest.raises(DataError, match="batch_norm"):
         finetune(enc, 2, x, y, xv, yv, xt, yt, ["a", "b"], batch_norm="eval", **kw)
+
+
+def test_batch_norm_head_starts_as_the_folded_probe_head() -> None:
+    """head_norm='batch_norm': the BatchNorm holds the probe's standardisation, so in eval mode the head
+    gives the folded head's logits; in train mode it re-standardises a drifted feature scale."""
+    from trls_core.evaluate.lpft import Classifier, head_logits, init_head_from_probe, make_head
+
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(SHAPE)), 8), nn.ReLU())
+    (x, y, _), (xv, yv, _) = _record_data(40, 0), _record_data(16, 1)
+    models = {}
+    for norm in ("folded", "batch_norm"):
+        models[norm] = Classifier(enc, make_head(8, 2, norm))
+        init_head_from_probe(models[norm], x, y.numpy(), xv, yv.numpy(), 2, ["a", "b"], 0, [1.0], 64, "cpu")
+    z = embed(enc, xv)
+    folded, normed = (head_logits(models[k], z, 64, "cpu") for k in ("folded", "batch_norm"))
+    np.testing.assert_allclose(normed, folded, rtol=1e-4, atol=1e-4)
+    head = models["batch_norm"].head.train()
+    zt = torch.as_tensor(z, dtype=torch.float32)
+    drifted = head(zt * 100.0 + 5.0)  # a feature scale the folded head would multiply into huge logits
+    assert drifted.abs().max() < 100.0 * 0.5 * models["folded"].head(zt * 100.0 + 5.0).abs().max()
+    with pytest.raises(ValueError, match="head norm"):
+        make_head(8, 2, "layer_norm")

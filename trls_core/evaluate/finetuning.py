@@ -14,7 +14,7 @@ from torch import nn
 
 from trls_core.arrays import as_tensor, check_pair, to_numpy_labels
 from trls_core.errors import DataError
-from trls_core.evaluate.lpft import Classifier, head_logits, init_head_from_probe
+from trls_core.evaluate.lpft import HEAD_NORMS, Classifier, head_logits, init_head_from_probe, make_head
 from trls_core.evaluate.record_batches import RecordBatches
 from trls_core.metrics import classification_metrics, selection_score
 from trls_core.pooling import Groups
@@ -113,6 +113,7 @@ def finetune(
     test_records: np.ndarray | None = None,
     loss: str = "window",
     batch_norm: str = "train",
+    head_norm: str = "folded",
     probe_features: tuple[np.ndarray | None, np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a *copy* of ``encoder`` plus a linear head; report the best-validation epoch on test.
@@ -175,6 +176,10 @@ def finetune(
       in the first steps, which shifts every feature under the probe-fitted
       head (LP-FT then starts by undoing its own starting point).
 
+    - ``head_norm``: ``folded`` (the probe's standardisation folded into
+      one linear layer) or ``batch_norm`` (a BatchNorm1d without affine
+      weights before the linear layer; see :func:`make_head`).
+
     Returns the test metrics (:func:`classification_metrics`) plus
     ``best_epoch`` (1-based), ``best_val_score`` (the selection score),
     ``best_val_macro_f1``, ``val`` (validation
@@ -216,6 +221,8 @@ def finetune(
     if loss == "record" and g_tr is None:
         raise DataError("finetune: loss 'record' needs record ids (evaluate.level: record), got window-level data")
     ytr_records = g_tr.labels(ytr, "finetune train") if (loss == "record" and g_tr is not None) else None
+    if head_norm not in HEAD_NORMS:
+        raise DataError(f"finetune: head_norm must be one of {HEAD_NORMS}, got {head_norm!r} (evaluate.finetune)")
     if batch_norm not in ("train", "frozen"):
         raise DataError(f"finetune: batch_norm must be 'train' or 'frozen', got {batch_norm!r} (evaluate.finetune)")
 
@@ -227,7 +234,7 @@ def finetune(
         with torch.no_grad():
             enc.eval()
             rep_dim = enc(x_train[:1].to(device=device, dtype=torch.float32)).shape[-1]
-        model = Classifier(enc, nn.Linear(rep_dim, n_classes)).to(device)
+        model = Classifier(enc, make_head(rep_dim, n_classes, head_norm)).to(device)
         if head_init == "linear_probe":
             init_head_from_probe(
                 model,

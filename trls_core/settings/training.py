@@ -155,6 +155,10 @@ class FinetuneParams(Strict):
     # `frozen`: the encoder's BatchNorm layers stay in eval mode (pretrained running statistics, which
     # BYOL fitted on augmented views); `train`: they adapt to the fine-tuning batches
     batch_norm: Literal["train", "frozen"]
+    # the head: `folded` (the probe's standardisation folded into one linear layer) or `batch_norm`
+    # (BatchNorm1d without affine weights, started at the probe's mean/variance, then linear): a folded
+    # feature with a tiny spread gets a huge weight, so encoder drift swings the logits
+    head_norm: Literal["folded", "batch_norm"]
 
 
 class EvaluateParams(Strict):

@@ -201,7 +201,7 @@ class EvalContext:
             blob["encoder_sha256"] = self.encoder_sha256(unit.seed)
         if unit.method == "finetune":
             blob["finetune"] = ev.finetune.model_dump()
-            for key, default in (("loss", "window"), ("batch_norm", "train")):
+            for key, default in (("loss", "window"), ("batch_norm", "train"), ("head_norm", "folded")):
                 if blob["finetune"][key] == default:  # only when set, so results stored before it stay current
                     del blob["finetune"][key]
         if unit.method == "random_encoder_linear":
