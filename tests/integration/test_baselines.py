@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from trls_core.config import load_params
+from trls_core.data.parquet import read_windows, signals_array
 from trls_core.data.raw import load_raw_splits
 from trls_core.data.tensors import load_split
 from trls_core.errors import DataError
@@ -31,13 +32,32 @@ def _method_params(tiny_params: Path, method: str, tmp_path: Path):
     return load_params(path)
 
 
+def meta_column(pq: Path) -> str:
+    """The Parquet column of the ``binary`` task."""
+    _, meta = read_windows(pq, columns=["split"])
+    return meta["tasks"]["binary"]["column"]
+
+
 def test_raw_splits_match_the_spectrogram_splits(tiny_project: Path) -> None:
     raw = load_raw_splits(tiny_project, "epilepsy", "binary")
     sdir = spectrogram_dir(tiny_project, "epilepsy")
+    # the labels and signals each loader returns, checked against the source Parquet (not each other)
+    pq = parquet_file(tiny_project, "epilepsy")
+    df, meta = read_windows(pq, columns=["split", meta_column(pq)])
+    splits = df["split"].to_numpy().astype(str)
+    signals = signals_array(pq)
     for split in ("train", "val", "test"):
         spec = load_split(sdir, split, "binary")
-        assert raw[split].x.dim() == 3 and len(raw[split].x) == len(spec.x)
-        assert torch.equal(raw[split].y, spec.y)
+        rows = np.flatnonzero(splits == split)
+        expected = torch.from_numpy(df[meta_column(pq)].to_numpy()[rows].astype(np.int64))
+        assert raw[split].x.dim() == 3 and len(raw[split].x) == len(spec.x) == rows.size
+        assert torch.equal(raw[split].y, expected) and torch.equal(spec.y, expected), split
+        assert len(np.unique(expected)) > 1, split  # a reordering would show
+        # raw windows are the Parquet's signals in file order, standardised (a positive affine map)
+        src = torch.from_numpy(signals[rows].reshape(rows.size, -1))
+        got = raw[split].x.reshape(rows.size, -1).double()
+        corr = torch.corrcoef(torch.stack([src.double().flatten(), got.flatten()]))[0, 1]
+        assert corr > 0.999, (split, float(corr))
     # standardised with train statistics only
     tr = raw["train"].x
     assert abs(float(tr.mean())) < 1e-4 and abs(float(tr.std()) - 1.0) < 1e-2

@@ -101,3 +101,47 @@ def test_update_target_moves_target_towards_online():
     m.update_target(1.0)  # tau = 1 freezes the target
     after = [p.clone() for p in m.target_encoder.parameters()]
     assert all(torch.equal(a, t) for a, t in zip(after, m.target_encoder.parameters()))
+
+
+def test_update_momentum_accepts_the_bounds_and_rejects_outside():
+    online, ema = nn.Linear(2, 1), nn.Linear(2, 1)
+    update_momentum(online, ema, 0.0)  # m = 0: the target becomes the online network
+    assert torch.equal(ema.weight, online.weight) and torch.equal(ema.bias, online.bias)
+    frozen = [p.clone() for p in ema.parameters()]
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    update_momentum(online, ema, 1.0)  # m = 1: the target does not move
+    assert all(torch.equal(a, b) for a, b in zip(frozen, ema.parameters()))
+    with pytest.raises(ValueError):
+        update_momentum(online, ema, -0.01)
+
+
+def test_cosine_tau_without_steps_and_with_one_step():
+    assert cosine_tau(0, 0, 0.9, 1.0) == 1.0  # no steps: already at the final value
+    assert cosine_tau(3, -1, 0.9, 1.0) == 1.0
+    assert cosine_tau(0, 1, 0.9, 1.0) == pytest.approx(0.9)  # one step: starts at base
+    assert cosine_tau(1, 1, 0.9, 1.0) == pytest.approx(1.0)
+    assert cosine_tau(-5, 100, 0.9, 1.0) == pytest.approx(0.9)  # clamped below
+
+
+def test_update_target_moves_the_projector_too():
+    m = _tiny_byol()
+    with torch.no_grad():
+        for p in m.online_projector.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in m.target_projector.parameters()]
+    m.update_target(0.5)
+    for b0, t, o in zip(before, m.target_projector.parameters(), m.online_projector.parameters()):
+        assert torch.allclose(t, 0.5 * b0 + 0.5 * o)
+
+
+def test_forward_is_the_mean_of_the_two_directions():
+    m = _tiny_byol().eval()
+    a, b = torch.randn(3, 1, 9, 11), torch.randn(3, 1, 9, 11)
+    with torch.no_grad():
+        p = m.predictor(m.online_projector(m.online_encoder(torch.cat([a, b]))))
+        z = m.target_projector(m.target_encoder(torch.cat([a, b])))
+        expected = 0.5 * (byol_loss(p[:3], z[3:]) + byol_loss(p[3:], z[:3]))
+        assert m(a, b).item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        m(a, b[:2])

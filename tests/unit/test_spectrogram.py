@@ -192,3 +192,52 @@ def test_cuda_matches_cpu_and_stays_on_device():
     torch.testing.assert_close(z.cpu(), apply_normaliser(spec, "train_per_freq", stats), rtol=1e-4, atol=1e-4)
     gpu_stats = fit_normaliser(out, "train_per_freq")
     torch.testing.assert_close(gpu_stats["std"].cpu(), stats["std"], rtol=1e-4, atol=1e-4)
+
+
+def test_shape_at_the_boundaries():
+    assert spectrogram_shape(16, 16, 4, center=False) == (9, 1)  # exactly one frame
+    assert spectrogram_shape(17, 16, 4, center=False, fmax_bin=9) == (9, 1)
+    assert spectrogram_shape(20, 16, 4, center=False, fmax_bin=1) == (1, 2)
+    assert spectrogram_shape(20, 16, 4, center=True) == (9, 6)  # 8 samples padded on each side
+    with pytest.raises(ValueError, match="shorter"):
+        spectrogram_shape(15, 16, 4, center=False)
+
+
+def test_silence_is_log_eps_and_chunk_sizes():
+    x = torch.zeros(2, 1, 64)
+    out = stft_logmag(x, 16, 4, log_eps=1e-3, chunk_size=1)
+    torch.testing.assert_close(out, torch.full_like(out, float(np.log(1e-3))))
+    x = torch.randn(3, 2, 64)
+    torch.testing.assert_close(stft_logmag(x, 16, 4, chunk_size=1), stft_logmag(x, 16, 4, chunk_size=6))
+    torch.testing.assert_close(stft_logmag(x, 16, 4, chunk_size=5), stft_logmag(x, 16, 4))
+    with pytest.raises(ValueError, match="chunk_size"):
+        stft_logmag(x, 16, 4, chunk_size=0)
+
+
+def test_reflect_padding_needs_more_than_half_a_window():
+    short = torch.randn(1, 1, 8)  # n_fft // 2 samples
+    with pytest.raises(ValueError, match="reflect padding"):
+        stft_logmag(short, 16, 4)
+    assert stft_logmag(torch.randn(1, 1, 9), 16, 4).shape == (1, 1, 9, 3)
+    assert stft_logmag(short, 16, 4, pad_mode="constant").shape == (1, 1, 9, 3)
+    with pytest.raises(ValueError, match="shorter"):
+        stft_logmag(short, 16, 4, center=False)
+
+
+def test_normaliser_on_one_window_low_variance_and_none():
+    g = torch.Generator().manual_seed(1)
+    spec = 0.1 * torch.randn(1, 2, 5, 300, generator=g) + 2.0  # one window, std ~0.1 per bin
+    stats = fit_normaliser(spec, "train_per_freq")
+    torch.testing.assert_close(stats["std"], spec.std(dim=(0, 3), correction=0, keepdim=True)[0], rtol=1e-4, atol=0)
+    torch.testing.assert_close(stats["mean"], spec.mean(dim=(0, 3), keepdim=True)[0], rtol=1e-5, atol=0)
+    g_stats = fit_normaliser(spec, "train_global")
+    torch.testing.assert_close(g_stats["std"].reshape(2), spec.std(dim=(0, 2, 3), correction=0), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="N=0"):
+        fit_normaliser(spec[:0], "train_per_freq")
+    assert fit_normaliser(spec, "none") == {}
+
+
+def test_per_window_has_unit_std_per_window():
+    spec = _two_amplitude_spec()
+    w = apply_normaliser(spec, "per_window")
+    torch.testing.assert_close(w.std(dim=(2, 3), correction=0), torch.ones(40, 2), atol=1e-4, rtol=0)

@@ -70,6 +70,11 @@ def test_lr_schedule():
     assert lr_at(2, 10, 1.0, 2) == pytest.approx(1.0)
     assert lr_at(10, 10, 1.0, 2) == pytest.approx(0.0)
     assert lr_at(6, 10, 1.0, 2) == pytest.approx(0.5)
+    assert lr_at(15, 10, 1.0, 2) == pytest.approx(0.0)  # past the end: stays at 0
+    assert lr_at(3, 2, 1.0, 2) == pytest.approx(0.0)  # no decay steps left: 0 right after warm-up
+    assert lr_at(2, 2, 1.0, 2) == pytest.approx(1.0)
+    assert lr_at(0, 4, 2.0) == pytest.approx(2.0)  # no warm-up: starts at base_lr
+    assert lr_at(2, 4, 2.0) == pytest.approx(1.0)
 
 
 def test_caller_rng_untouched_and_seed_matters():
