@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # the official download); TRLS_DATA_MIRROR=/path (empty: download) overrides it for one run.
 MIRROR := $(if $(TRLS_DATA_MIRROR),$(TRLS_DATA_MIRROR),$(abspath $(CURDIR)/../shared/data))
 
-.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer floors compare study clean-venv
+.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer faults floors compare study clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -118,6 +118,12 @@ bench-cinc-record: setup ## TRLS on CinC 2017 at record level over 3 seeds (~20 
 # The CinC encoders (bench-cinc-record first) probed on UCR ECG200 -> docs/results/transfer-ecg200.{json,png}
 bench-transfer: setup ## the CinC encoders probed on UCR ECG200
 	$(BIN)/python bench/transfer_ecg200.py --seeds 0 1 2
+
+# The fault suite (docs/reliability.md "Fault suite"): fuzzed inputs of every reader, kill -9 of real trls
+# processes at many points + rerun, disk full on a tmpfs, a locked MLflow store, two runs on one root,
+# 8 concurrent promotions x 20 -> bench/results/faults.json (<= 20 min on 2 cores; tmpfs needs root)
+faults: setup ## the fault suite: fuzzing + injected faults and reruns -> bench/results/faults.json (~15 min)
+	$(BIN)/python bench/faults/run.py
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

@@ -92,6 +92,11 @@ def tiny_project(tmp_path: Path, tiny_params: Path) -> Path:
     Five classes like the Bonn sets (S louder, as seizure EEG is), 8 records
     x 4 windows of 64 samples per class, random split.
     """
+    return make_tiny_project(tmp_path, tiny_params)
+
+
+def make_tiny_project(root: Path, params_path: Path) -> Path:
+    """:func:`tiny_project` outside pytest (the fault suite, bench/faults/kills.py, builds its roots with it)."""
     from trls_core.config import load_params
     from trls_core.data.parquet import write_windows
     from trls_core.datasets.epilepsy import build_epilepsy_table
@@ -122,7 +127,7 @@ def tiny_project(tmp_path: Path, tiny_params: Path) -> Path:
     table, meta = build_epilepsy_table(
         data, window=64, protocol="random", val_frac=0.2, test_frac=0.2, seed=0, stride=None
     )
-    root = tmp_path
+    root = Path(root)
     write_windows(table, parquet_file(root, "epilepsy"), {"dataset": "epilepsy", **meta})
-    build_spectrograms(root, "epilepsy", load_params(tiny_params))
+    build_spectrograms(root, "epilepsy", load_params(params_path))
     return root
