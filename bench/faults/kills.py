@@ -491,7 +491,7 @@ class Suite:
             "seconds": round(time.perf_counter() - t0, 2),
             **(extra or {}),
         }
-        if not ok or lost:
+        if not ok or lost or extra and extra.get("failed_cleanly") is False:
             rec["faulty_output_tail"] = tail(faulty.output, 1500)
         return rec
 
@@ -622,7 +622,7 @@ def _wait_for(cond: Callable[[], bool], timeout: float, proc: subprocess.Popen |
     return False
 
 
-def mlflow_locked_case(suite: Suite, what: str, hold_s: float = 25.0) -> dict[str, Any]:
+def mlflow_locked_case(suite: Suite, what: str, hold_s: float = 45.0) -> dict[str, Any]:
     """The MLflow sqlite store held by an exclusive transaction for ``hold_s`` (> MLflow's 20 s busy timeout)
     while a tracked run logs: ``pretrain`` (seed 1, locked once its first checkpoint is saved) or ``evaluate``
     (the linear-probe unit, locked from its start). The run must survive or fail clearly; the rerun recover."""

@@ -2,6 +2,7 @@
 
     python bench/faults/run.py [--examples 70] [--reps 20] [--out bench/results/faults.json] [--workdir DIR]
     python bench/faults/run.py --quick   # the smoke run: one kill case, a few fuzzed inputs (seconds)
+    python bench/faults/run.py --table   # the cases of bench/results/faults.json as a markdown table
 
 - ``bad_inputs_tried``: distinct generated bad inputs over every reader
   (``fuzz.run_fuzz``), ``unnamed_errors`` those that failed without naming
@@ -116,6 +117,36 @@ def summarise(fz: dict[str, Any], cases: list[dict[str, Any]], seconds: float, l
     }
 
 
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(res: dict[str, Any]) -> str:
+    """The cases of a faults.json as a markdown table (docs/reliability.md)."""
+    rows = [
+        "| # | case | fault | prior files | sha256 before = after | lost | rerun | recovered | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, c in enumerate(res["cases"], 1):
+        same = (
+            "n/a"
+            if not c.get("prior_files")
+            else ("yes" if c["prior_sha256_before"] == c["prior_sha256_after"] else "**no**")
+        )
+        if c.get("prior_files"):
+            same += f" (`{c['prior_sha256_before'][:10]}`)"
+        rec = (
+            {True: "yes", False: "**no**", None: "skipped"}[c.get("recovered")] if c.get("injected") else "not injected"
+        )
+        note = c.get("message") if c.get("message") and c.get("failed_cleanly") is False else ""
+        rows.append(
+            f"| {i} | {_cell(c['name'])} | {_cell(c['fault'])}{' (' + _cell(note) + ')' if note else ''} "
+            f"| {c.get('prior_files', 0)} | {same} | {len(c.get('lost') or [])} | {c.get('rerun_exit', '')} "
+            f"| {rec} | {c['seconds']} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=70, help="fuzzed inputs generated per reader")
@@ -123,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--workdir", type=Path, help="where the temp roots go (default: a temp folder, removed)")
     parser.add_argument("--quick", action="store_true", help="smoke run: one kill case, 3 inputs of 2 readers")
+    parser.add_argument("--table", action="store_true", help="print --out's cases as a markdown table, run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.out.read_text())), end="")
+        return 0
 
     t0 = time.perf_counter()
     load = [round(x, 2) for x in os.getloadavg()]

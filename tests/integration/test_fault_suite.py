@@ -55,3 +55,52 @@ def test_snapshot_counts_a_changed_output_as_lost_and_a_temp_file_as_litter(tmp_
     assert rec["lost"] == ["data/parquet/x/windows.parquet"] and rec["recovered"]
     assert rec["prior_sha256_before"] != rec["prior_sha256_after"]
     assert rec["litter_after_rerun"] == ["data/parquet/.x.123.abc.tmp"]
+
+
+def test_a_killed_spectrogram_stage_s_temp_folder_is_removed_by_the_next_run(
+    tiny_project: Path, tiny_params: Path
+) -> None:
+    """What the fault suite found: parquet/spectrogram stages left a SIGKILLed run's temp folder for good."""
+    import subprocess
+
+    from trls_core.config import load_params
+    from trls_core.stages.spectrogram import build_spectrograms
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    litter = tiny_project / "data" / "spectrograms" / f".epilepsy.{int(dead.stdout)}.abcd1234.tmp"
+    litter.mkdir()
+    (litter / "train.safetensors").write_bytes(b"half written")
+    build_spectrograms(tiny_project, "epilepsy", load_params(tiny_params))
+    assert not litter.exists()
+    assert kills.litter(tiny_project) == []
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(28, "No space left on device", "data/parquet/.epilepsy.1.abcd1234.tmp/windows.parquet"),
+        OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"),  # pyarrow's
+    ],
+)
+def test_a_stage_on_a_full_disk_exits_2_saying_so(exc: OSError, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """What the fault suite found: a stage on a full disk ended in a traceback (now: exit 2, one line)."""
+    from trls_core.stages._common import run_stage
+
+    def full(root: Path, dataset: str, params: object) -> None:
+        raise exc
+
+    params = str(kills.ROOT / "params.yaml")
+    assert run_stage("parquet", full, ["epilepsy", "--params", params, "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stage parquet epilepsy: disk full writing ") and "No space left" in err
+    assert "previous outputs are unchanged" in err
+
+
+def test_other_os_errors_of_a_stage_are_not_called_disk_full(tmp_path: Path) -> None:
+    from trls_core.stages._common import run_stage
+
+    def broken(root: Path, dataset: str, params: object) -> None:
+        raise PermissionError(13, "Permission denied", "x")
+
+    with pytest.raises(PermissionError):
+        run_stage("parquet", broken, ["epilepsy", "--params", str(kills.ROOT / "params.yaml"), "--root", str(tmp_path)])

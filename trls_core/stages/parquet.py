@@ -18,6 +18,7 @@ from trls_core.data.parquet import write_windows
 from trls_core.data.report import build_summary
 from trls_core.datasets.registry import plugin_of
 from trls_core.io import atomic_dir
+from trls_core.litter import remove_litter
 from trls_core.paths import parquet_dir, raw_dir
 from trls_core.stages._common import run_stage
 
@@ -30,6 +31,7 @@ def build_parquet(root: Path, dataset: str, params: Params) -> None:
     table, meta = plugin_of(section).table(src, section)
     rejected: list[dict[str, str]] = list(meta.pop("rejected", []))
     meta = {"dataset": dataset, "source_content_digest": manifest.get("content_digest"), **meta}
+    remove_litter(parquet_dir(root, dataset).parent, dataset)  # a killed run's temp folder (logged)
     with atomic_dir(parquet_dir(root, dataset)) as tmp:
         digest = write_windows(table, tmp / "windows.parquet", meta)
         summary = build_summary(table, meta, rejected, digest)

@@ -22,6 +22,7 @@ from trls_core.config import Params
 from trls_core.data.parquet import read_schema_names, read_windows, signals_array
 from trls_core.errors import DataError
 from trls_core.io import atomic_dir, sha256_file
+from trls_core.litter import remove_litter
 from trls_core.paths import parquet_file, spectrogram_dir
 from trls_core.settings.base import SpectrogramParams
 from trls_core.spectrogram import apply_normaliser, fit_normaliser, spectrogram_shape, stft_logmag
@@ -101,6 +102,7 @@ def build_spectrograms(root: Path, dataset: str, params: Params) -> None:
     dtype = torch.float16 if sp.dtype == "float16" else torch.float32
     tasks: dict[str, Any] = meta.get("tasks") or {"default": {"column": "label", "classes": None}}
     out = spectrogram_dir(root, dataset)
+    remove_litter(out.parent, dataset)  # a killed run's temp folder (logged)
     with atomic_dir(out) as tmp:
         counts: dict[str, dict[str, int]] = {}
         records: dict[str, list[str]] = {}
