@@ -349,7 +349,44 @@ def write_module(path: Path, text: str) -> None:
         pyc.unlink(missing_ok=True)
 
 
-def run_tests(workdir: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+def call_tests(tests: tuple[str, ...]) -> int:
+    """Run the test functions of ``tests`` (``path`` or ``path::name``) in this process; 0 if all pass.
+
+    A plain runner for plain unit tests: it honours ``parametrize``, ``skipif``
+    and ``slow`` marks and the ``tmp_path`` fixture, stops at the first
+    failure (as ``-x``) and costs no pytest start-up (most of a mutant's
+    time on a busy machine). Another fixture is an error: use ``--runner pytest``.
+    """
+    import itertools
+
+    for spec in tests:
+        path, _, only = spec.partition("::")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        for name, func in list(vars(module).items()):
+            if not name.startswith("test_") or not callable(func) or (only and name != only):
+                continue
+            marks = getattr(func, "pytestmark", [])
+            if any(m.name == "slow" for m in marks) or any(m.name == "skipif" and m.args[0] for m in marks):
+                continue
+            grids = []
+            for m in marks:
+                if m.name == "parametrize":
+                    names, values = m.args[0], m.args[1]
+                    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+                    grids.append([dict(zip(names, v if len(names) > 1 else (v,))) for v in values])
+            for combo in itertools.product(*grids) if grids else [()]:
+                kwargs = {k: v for part in combo for k, v in part.items()}
+                params = func.__code__.co_varnames[: func.__code__.co_argcount]
+                for param in params:
+                    if param == "tmp_path":
+                        kwargs[param] = Path(tempfile.mkdtemp(prefix="mut-"))
+                    elif param not in kwargs:
+                        raise RuntimeError(f"{spec}: {name} needs fixture {param!r}: use --runner pytest")
+                func(**kwargs)
+    return 0
+
+
+def run_tests(workdir: Path, tests: tuple[str, ...], timeout: float, runner: str = "plain") -> tuple[str, float]:
     """Run ``tests`` in ``workdir`` in a forked child; ('pass' | 'fail' | 'timeout', seconds)."""
     t0 = time.monotonic()
     pid = os.fork()
@@ -363,10 +400,16 @@ def run_tests(workdir: Path, tests: tuple[str, ...], timeout: float) -> tuple[st
             os.chdir(workdir)
             sys.path[0] = str(workdir)
             _purge_project_modules()
-            import pytest
+            if runner == "plain":
+                importlib.import_module("tests.conftest")  # its environment settings, as under pytest
+                rc = call_tests(tests)
+            else:
+                import pytest
 
-            quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the plugins were preloaded
-            rc = int(pytest.main([*tests, "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *quiet]))
+                quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the plugins were preloaded
+                rc = int(pytest.main([*tests, "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *quiet]))
+        except BaseException:  # a failing test (or a broken import): the mutant is killed
+            rc = 1
         finally:
             os._exit(rc)
     deadline = t0 + timeout
@@ -385,11 +428,11 @@ def run_tests(workdir: Path, tests: tuple[str, ...], timeout: float) -> tuple[st
         time.sleep(0.05)
 
 
-def run_target(workdir: Path, target: Target, original: str, mutants: list[Mutant], tag: str) -> list[str]:
+def run_target(workdir: Path, target: Target, original: str, mutants: list[Mutant], tag: str, runner: str) -> list[str]:
     """Baseline, then each of ``mutants`` (a share of the target's) in ``workdir``; their statuses."""
     path = workdir / target.module
     write_module(path, ast.unparse(ast.parse(original)) + "\n")
-    status, base_s = run_tests(workdir, target.tests, timeout=600)
+    status, base_s = run_tests(workdir, target.tests, 600, runner)
     if status != "pass":
         raise SystemExit(f"baseline failed for {target.module}: {target.tests} ({status})")
     timeout = 3 * base_s + 10
@@ -397,7 +440,7 @@ def run_target(workdir: Path, target: Target, original: str, mutants: list[Mutan
     out = []
     for m in mutants:
         write_module(path, apply(original, m))
-        status, _ = run_tests(workdir, target.tests, timeout)
+        status, _ = run_tests(workdir, target.tests, timeout, runner)
         out.append({"pass": "survived", "fail": "killed", "timeout": "timeout"}[status])
         if status == "pass":
             print(f"{tag}   SURVIVED line {m.line} {m.function}: {m.mutation}", flush=True)
@@ -405,7 +448,9 @@ def run_target(workdir: Path, target: Target, original: str, mutants: list[Mutan
     return out
 
 
-def run_all(plan: list[tuple[Target, list[Mutant]]], sources: dict[str, str], workdirs: list[Path]) -> None:
+def run_all(
+    plan: list[tuple[Target, list[Mutant]]], sources: dict[str, str], workdirs: list[Path], runner: str
+) -> None:
     """Share every target's mutants round-robin over one forked worker per workdir; sets ``status``."""
     jobs = len(workdirs)
     pids: dict[int, Path] = {}
@@ -415,9 +460,9 @@ def run_all(plan: list[tuple[Target, list[Mutant]]], sources: dict[str, str], wo
         if pid == 0:
             code = 1
             try:
-                statuses = {
-                    t.module: run_target(workdir, t, sources[t.module], ms[w::jobs], f"[w{w}]") for t, ms in plan
-                }
+                statuses = {}
+                for t, ms in plan:
+                    statuses[t.module] = run_target(workdir, t, sources[t.module], ms[w::jobs], f"[w{w}]", runner)
                 out.write_text(json.dumps(statuses))
                 code = 0
             finally:
@@ -449,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="a target module (repeatable); default: all")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument(
+        "--runner", choices=("plain", "pytest"), default="plain", help="how a mutant's tests run (default plain)"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="worker processes, each with its own copy (default 2)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -473,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         preload(workdirs[0], targets)
         accepted = load_accepted()
-        run_all(plan, sources, workdirs)
+        run_all(plan, sources, workdirs, args.runner)
         per_module: dict[str, dict[str, object]] = {}
         all_mutants: list[Mutant] = []
         for target, mutants in plan:
@@ -490,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         n = len(all_mutants)
         k = sum(m.status != "survived" for m in all_mutants)
         result = {
-            "tool": "bench/mutation.py (AST mutation driver; forked pytest per mutant on the mapped unit tests)",
+            "tool": "bench/mutation.py (AST mutants; each mutant's mapped unit tests in a forked, preloaded child)",
             "jobs": len(workdirs),
+            "runner": args.runner,
             "modules": [t.module + ("" if t.functions is None else f"::{','.join(t.functions)}") for t in targets],
             "mutants": n,
             "killed": k,

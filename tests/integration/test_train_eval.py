@@ -36,11 +36,16 @@ def test_pretrain_then_evaluate(tiny_project: Path, tiny_params: Path) -> None:
         assert key in metrics
     assert set(metrics["finetune"]) == {"0.5", "1.0"}
     assert set(metrics["controls"]) == {"spectrogram_linear", "random_encoder_linear"}
-    lp = metrics["linear_probe"]["accuracy"]
-    assert 0.0 <= lp["mean"] <= 1.0 and len(lp["values"]) == 2
+    # floors a broken pipeline fails (the tiny binary task, S louder than the rest, is separable:
+    # 1.0 everywhere when measured; shuffled labels or misaligned windows sit near 0.5 macro-F1)
+    lp = metrics["linear_probe"]["macro_f1"]
+    assert lp["mean"] >= 0.9 and len(lp["values"]) == 2, lp
+    assert metrics["finetune"]["1.0"]["macro_f1"]["mean"] >= 0.9, metrics["finetune"]["1.0"]
+    # the pretrained encoder is at least as good as its untrained init (0.973 there when measured)
+    assert lp["mean"] >= metrics["controls"]["random_encoder_linear"]["macro_f1"]["mean"], metrics["controls"]
     assert metrics["task"] == "binary" and metrics["protocol"] == "random"
     # windows -> source segments are known: segment-level (voted) scores; no score-class subset here
-    assert 0.0 <= metrics["linear_probe"]["record_accuracy"]["mean"] <= 1.0
+    assert metrics["linear_probe"]["record_accuracy"]["mean"] >= 0.9
     assert "challenge_f1" not in metrics["linear_probe"]
     ft = params.evaluate.finetune  # the budget every fine-tuning unit ran under, stated in both reports
     assert metrics["finetune_budget"] == {

@@ -109,3 +109,55 @@ def test_selection_score_is_macro_f1_or_the_mean_f1_of_the_given_classes() -> No
     # per-class F1: a = 2*2/(2*2+1) = 0.8, b = 2*1/(2*1+1+1) = 0.5, c = 2*1/(2*1+1) = 2/3
     assert selection_score(y_true, y_pred, ["a", "b", "c"]) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert selection_score(y_true, y_pred, ["a", "b", "c"], ["a", "b"]) == pytest.approx((0.8 + 0.5) / 2)
+
+
+def test_one_label_is_enough_and_the_class_count_is_exclusive() -> None:
+    m = classification_metrics([1], [1], ["a", "b"])
+    assert m["n"] == 1 and m["accuracy"] == 1.0 and m["confusion_matrix"] == [[0, 0], [0, 1]]
+    with pytest.raises(DataError, match="empty"):
+        classification_metrics([], [], ["a", "b"])
+    for yt, yp in (([0, 2], [0, 1]), ([0, 1], [2, 1]), ([-1, 1], [0, 1]), ([0, 1], [0, -1])):
+        with pytest.raises(DataError, match=r"labels must lie in \[0, 2\)"):
+            classification_metrics(yt, yp, ["a", "b"])
+
+
+def test_challenge_f1_counts_an_absent_score_class_as_zero() -> None:
+    from trls_core.metrics import subset_f1
+
+    names = ["N", "A", "O", "~"]
+    yt = np.array([0, 0, 2, 3])
+    yp = np.array([0, 0, 2, 3])  # no A at all: its F1 is 0, not a free 1
+    assert subset_f1(yt, yp, names, ["N", "A", "O"]) == pytest.approx(2 / 3)
+
+
+def test_record_level_scores_with_and_without_window_predictions() -> None:
+    from trls_core.metrics import record_level_scores
+
+    names = ["N", "A", "O", "~"]
+    y_rec, p_rec = np.array([0, 1, 2, 3]), np.array([0, 1, 1, 3])
+    y_win, p_win = np.array([0, 0, 1, 2, 3]), np.array([0, 1, 1, 2, 3])
+    out = record_level_scores(y_rec, p_rec, y_win, p_win, names, ["N", "A", "O"])
+    assert out["record_accuracy"] == pytest.approx(0.75) and out["n_records"] == 4
+    # N: 1; A: tp1 fp1 -> 2/3; O: tp0 -> 0
+    assert out["challenge_f1"] == out["record_challenge_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert out["record_macro_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert out["window_accuracy"] == pytest.approx(0.8)
+    # windows: N tp1 fn1 -> 2/3; A tp1 fp1 -> 2/3; O 1
+    assert out["window_challenge_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert out["window_macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1 + 1) / 4)
+    bare = record_level_scores(y_rec, p_rec, y_win, None, names)
+    assert set(bare) == {"record_accuracy", "record_macro_f1", "n_records"}
+
+
+def test_task_scores_with_score_classes_and_groups() -> None:
+    from trls_core.metrics import task_scores
+
+    names = ["N", "A", "O"]
+    groups = np.array([1, 1, 2, 2, 3])
+    yt = np.array([0, 0, 1, 1, 2])
+    yp = np.array([0, 1, 1, 1, 0])  # records: 1 -> tie 0/1 -> 0 (right), 2 -> 1 (right), 3 -> 0 (wrong)
+    s = task_scores(yt, yp, names, ["N", "A"], groups)
+    assert s["challenge_f1"] == pytest.approx((0.5 + 0.8) / 2)  # windows: N tp1 fp1 fn1 -> 1/2, A 4/5
+    assert s["record_accuracy"] == pytest.approx(2 / 3) and s["n_records"] == 3
+    assert s["record_challenge_f1"] == pytest.approx((2 / 3 + 1) / 2)  # records: N tp1 fp1 -> 2/3; A 1
+    assert set(task_scores(yt, yp, names)) == set()

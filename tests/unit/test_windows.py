@@ -104,3 +104,85 @@ def test_label_fraction_indices() -> None:
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match="fraction"):
             label_fraction_indices(labels, bad, seed=0)
+
+
+def test_segment_boundaries() -> None:
+    x = np.arange(2 * 6, dtype=np.float64).reshape(2, 1, 6)
+    w, rec, start = segment(x, 6)  # length == window: one window per record
+    assert w.shape == (2, 1, 6) and rec.tolist() == [0, 1] and start.tolist() == [0, 0]
+    w, rec, start = segment(x, 1)  # window 1 is allowed
+    assert w.shape == (12, 1, 1) and start[:6].tolist() == list(range(6))
+    w, _, start = segment(x, 2, stride=1)
+    assert start[:5].tolist() == [0, 1, 2, 3, 4] and w.shape == (10, 1, 2)
+    with pytest.raises(ValueError, match="window must be positive"):
+        segment(x, 0)
+    with pytest.raises(ValueError, match="stride must be positive"):
+        segment(x, 2, stride=0)
+    with pytest.raises(ValueError, match="stride must be positive"):
+        segment(x, 2, stride=-1)
+
+
+def test_split_sizes_are_exact_and_fraction_bounds() -> None:
+    labels = np.array([0] * 7 + [1] * 3)
+    s = assign_splits(labels, None, "random", 0.0, 0.3, seed=0)  # no val split is allowed
+    assert (s == "val").sum() == 0 and (s == "test").sum() == 3 and (s == "train").sum() == 7
+    s = assign_splits(labels, None, "random", 0.25, 0.0, seed=0)  # round(2.5) = 2 (banker's)
+    assert (s == "test").sum() == 0 and (s == "val").sum() == 2
+    # largest remainder: 7 x 0.5 = 3.5 and 3 x 0.5 = 1.5 -> 5 taken; the tie goes to the first class
+    s = assign_splits(labels, None, "random", 0.0, 0.5, seed=0)
+    assert (s[labels == 0] == "test").sum() == 4 and (s[labels == 1] == "test").sum() == 1
+    for val_frac, test_frac in ((0.5, 0.5), (-0.1, 0.2), (0.2, -0.1), (1.0, 0.0), (0.0, 1.0)):
+        with pytest.raises(ValueError, match="val_frac"):
+            assign_splits(labels, None, "random", val_frac, test_frac, 0)
+    with pytest.raises(ValueError, match="1-D"):
+        assign_splits(labels.reshape(2, 5), None, "random", 0.1, 0.1, 0)
+    with pytest.raises(ValueError, match="groups shape"):
+        assign_splits(labels, np.arange(9), "grouped", 0.1, 0.1, 0)
+
+
+def test_split_never_takes_more_than_a_class_has() -> None:
+    labels = np.array([0] * 9 + [1])  # one window of class 1
+    for seed in range(5):
+        s = assign_splits(labels, None, "random", 0.0, 0.5, seed=seed)
+        assert (s == "test").sum() == 5 and (s[labels == 1] == "test").sum() <= 1
+        s = assign_splits(labels, None, "random", 0.4, 0.5, seed=seed)  # 5 test + 4 val of 10
+        assert (s == "test").sum() == 5 and (s == "val").sum() == 4 and (s == "train").sum() == 1
+
+
+def test_grouped_split_majority_label_ties_go_to_the_smallest_label() -> None:
+    # group g0: labels 1, 0 (a tie -> 0); g1..g3: label 1
+    groups = np.array(["g0", "g0", "g1", "g2", "g3"])
+    labels = np.array([1, 0, 1, 1, 1])
+    for seed in range(4):
+        s = assign_splits(labels, groups, "grouped", 0.0, 0.5, seed=seed)  # round(0.5 * 4) = 2 groups
+        # g0 is the only class-0 group: quotas 0.5 and 1.5, the remainder tie goes to class 0,
+        # so g0 (2 windows) and one class-1 group are the test split for every seed
+        assert s[0] == s[1] == "test" and (s == "test").sum() == 3
+
+
+def test_label_fraction_per_evaluation_seed() -> None:
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    subsets = [label_fraction_indices(labels, 0.2, seed=seed) for seed in (0, 1, 2)]
+    for idx in subsets:  # the same stratified counts for every evaluation seed
+        assert np.bincount(labels[idx]).tolist() == [12, 6, 2] and idx.dtype == np.int64
+        assert np.unique(idx).size == idx.size and idx.min() >= 0 and idx.max() < labels.size
+    assert len({tuple(idx) for idx in subsets}) == 3  # and a different subset for each
+    assert label_fraction_indices(labels, 0.5, seed=0, min_per_class=0).size == 50
+    one = label_fraction_indices(labels, 0.01, seed=0)  # round(1) = 1, then every class raised to 1
+    assert np.bincount(labels[one]).tolist() == [1, 1, 1]
+    none_raised = label_fraction_indices(labels, 0.01, seed=0, min_per_class=0)
+    assert none_raised.size == 1 and labels[none_raised].tolist() == [0]
+
+
+def test_val_is_apportioned_over_what_test_left() -> None:
+    labels = np.array([0] * 5 + [1])
+    for seed in range(3):
+        s = assign_splits(labels, None, "random", 0.3, 0.5, seed=seed)
+        # test: 3 of class 0 (quotas 2.5 / 0.5, tie -> class 0); val: 2 of the rest [2, 1] -> quotas 1.33 / 0.67
+        assert s[5] == "val"
+        assert [(s[:5] == k).sum() for k in ("train", "val", "test")] == [1, 1, 3]
+
+
+def test_a_single_unit_can_be_the_test_split() -> None:
+    assert assign_splits(np.array([4]), None, "random", 0.0, 0.6, seed=0).tolist() == ["test"]
+    assert assign_splits(np.array([4]), None, "random", 0.0, 0.4, seed=0).tolist() == ["train"]
