@@ -226,12 +226,14 @@ def pipeline(
     """
 
     def go() -> None:
-        from flows.pipeline import pipeline_params
+        from flows.pipeline import pipeline_flow, pipeline_params  # (pipeline_params imports prefect too)
+        from trls_core.tracking.remote import check_store
 
         root_p = root.resolve()
         params_p = params if params.is_absolute() else root_p / params
         pipeline_params(params_p, profile, dataset, sets)  # fails here, before Prefect starts
-        from flows.pipeline import pipeline_flow
+        if not no_track:  # so does a tracking server that does not answer (a bounded wait; exit 2 naming it)
+            check_store(root_p)
 
         out = pipeline_flow(
             root=str(root_p),

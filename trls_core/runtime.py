@@ -105,6 +105,9 @@ QUIET_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "DVC_NO_ANALYTICS": "1",
+    # MLflow retries a failed request 7 times with back-off (~4 min) before failing; against a tracking
+    # server that went away mid-run, each log call would stall that long (failed logs wait in pending files)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
 }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import TELEMETRY_OFF
+from tests.integration.services import postgres_server, s3_server, tracking_server  # noqa: F401 - session fixtures
 
 
 @pytest.fixture(scope="session")

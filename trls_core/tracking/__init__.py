@@ -5,6 +5,8 @@ plain paths and run ids in, so the rest of the code runs (and is tested)
 without an MLflow store. Flows import it only when tracking is on.
 
 - :mod:`~trls_core.tracking.provenance`: store URI, experiment names, git commit + ``dvc.lock`` digests;
+- :mod:`~trls_core.tracking.remote`: local / server / database stores, where new experiments keep
+  artifacts, a bounded check that a shared store answers;
 - :mod:`~trls_core.tracking.values`: keys, parameters and metrics as MLflow accepts them;
 - :mod:`~trls_core.tracking.store`: clients, experiments, the process-wide URI;
 - :mod:`~trls_core.tracking.runs`: :class:`Tracker` (one run by id), :func:`resume_run`;
@@ -27,7 +29,8 @@ Why it looks like this:
   hand instead.
 - Embedded default: ``sqlite:///<root>/mlflow.db`` with artifacts in
   ``<root>/mlartifacts`` (no server). ``MLFLOW_TRACKING_URI`` overrides it
-  (a shared server past one machine).
+  (a shared server past one machine: ``mlflow server`` on PostgreSQL with
+  an S3 artifact store, which then holds every artifact; nothing local).
 - The registered model takes RAW signal windows: :class:`EncoderModel`
   rebuilds the exact preprocessing of the DVC spectrogram stage in front of
   the encoder. Weights and statistics travel as safetensors artifacts,

@@ -16,9 +16,13 @@ beside them serialises every process that uses the store on this machine
 (and on a shared file system with working locks), and is released by the
 kernel if a promoter dies. For a tracking server (http/https, databricks, a
 database URL) there is no shared file: the lock is then per machine (the
-temp folder, keyed by the URI), so promotions into one server from several
-machines must not overlap (the pipeline's workspace lock and the schedule's
-one-run-at-a-time limit keep them apart on one machine).
+temp folder, keyed by the URI as written, so ``http://localhost:5000`` and
+``http://127.0.0.1:5000`` are two locks: write one spelling everywhere). It
+serialises the promotions of every process on this host into that server;
+MLflow itself does nothing against two hosts promoting at once (the last
+alias write wins), so promotions into one server from several machines
+must not overlap: run the registering pipeline (or its schedule, one run
+at a time) on one machine, while the others only log runs.
 """
 
 from __future__ import annotations

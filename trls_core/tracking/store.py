@@ -1,7 +1,10 @@
 """The MLflow store: clients, experiments, the process-wide URI for model logging/loading.
 
 ``remember_uri`` records the store of the latest run so registry calls
-without a ``root`` find it (:func:`default_uri`).
+without a ``root`` find it (:func:`default_uri`). A client of a tracking
+server or a shared database is made only after the store answered
+(:func:`~trls_core.tracking.remote.check_reachable`: a bounded wait naming
+the address, instead of MLflow's minutes of retries).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from trls_core.tracking.provenance import artifact_root, tracking_uri
+from trls_core.tracking.provenance import tracking_uri
+from trls_core.tracking.remote import artifact_location, check_reachable
 
 __all__ = [
     "EXPERIMENT_KIND",
@@ -46,7 +50,8 @@ def remember_uri(uri: str) -> None:
 
 
 def mlflow_client(uri: str) -> MlflowClient:
-    """A client for the tracking store and the model registry at ``uri``."""
+    """A client for the tracking store and the model registry at ``uri``, once a remote one answered."""
+    check_reachable(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -55,7 +60,9 @@ def already_exists(exc: MlflowException) -> bool:
 
 
 def ensure_experiment(client: MlflowClient, name: str, root: Path, uri: str) -> str:
-    """Experiment id of ``name``, created (artifacts under ``<root>/mlartifacts``) if missing.
+    """Experiment id of ``name``, created if missing with :func:`~trls_core.tracking.remote.artifact_location`'s
+    artifact location (``<root>/mlartifacts/<name>`` for the embedded store; the server's artifact store for
+    a tracking server; ``$TRLS_MLFLOW_ARTIFACT_ROOT/<name>`` for a database opened directly).
 
     A model-training experiment (tag ``mlflow.experimentKind``); an existing
     experiment whose kind was only guessed (or never set) is tagged too, a
@@ -68,9 +75,7 @@ def ensure_experiment(client: MlflowClient, name: str, root: Path, uri: str) -> 
         if exp.tags.get(EXPERIMENT_KIND_TAG, "") in _GUESSED_KINDS:
             client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
-    location = None  # a tracking server decides its artifact store itself
-    if not uri.startswith(("http://", "https://", "databricks")):
-        location = (artifact_root(root) / name).as_uri()
+    location = artifact_location(uri, root, name)  # before creating: a database without one is refused
     try:
         return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException as exc:
@@ -94,6 +99,7 @@ def global_uri(uri: str) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as reg_utils
     from mlflow.tracking._tracking_service import utils as trk_utils
 
+    check_reachable(uri)
     with _URI_LOCK:
         saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         saved_trk = getattr(trk_utils, "_tracking_uri", None)
