@@ -15,10 +15,22 @@ ends with the same weights as an uninterrupted run (bit-for-bit on the CPU;
 on CUDA the cuDNN RNN kernels are not deterministic, two identical runs
 differed in the 6th digit of the loss on an H100), and the caller's RNG
 state is left untouched.
+
+Data parallel (``dist``, :mod:`trls_core.distributed`): ``batch_size`` is the
+global batch; every rank walks the same permutation, draws the views of the
+whole global batch from the same stream and trains on its slice, with
+gradients, BatchNorm statistics and the reported loss taken over all ranks.
+Two ranks therefore follow one process with the same batch up to float
+summation order (and dropout masks, drawn per rank).
+
+``precision: bf16`` runs the forward under ``torch.autocast`` (weights,
+gradients and optimizer stay fp32); ``compile`` compiles the encoder in place
+(``nn.Module.compile``: state-dict keys unchanged).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -27,9 +39,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trls_core.distributed import DistContext, RankStream, synced_batch_norm
 from trls_core.ssl.byol import BYOL, cosine_tau
 
-__all__ = ["pretrain_encoder", "lr_at", "DivergedError", "RecordPairs"]
+__all__ = ["pretrain_encoder", "lr_at", "DivergedError", "CompileFailed", "RecordPairs"]
 
 
 class RecordPairs:
@@ -70,6 +83,13 @@ class DivergedError(FloatingPointError):
     """The loss became NaN/inf; the message names the epoch and step."""
 
 
+class CompileFailed(RuntimeError):
+    """``torch.compile`` of the encoder failed at its first call (no compiler, an unsupported op)."""
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0) -> float:
     """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -108,6 +128,9 @@ def pretrain_encoder(
     progress: bool = True,
     pairs: RecordPairs | None = None,
     curve: list[dict[str, Any]] | None = None,
+    dist: DistContext | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> list[dict[str, Any]]:
     """BYOL pretraining of ``model`` on spectrograms ``x`` (N, C, F, T), kept on the CPU.
 
@@ -134,6 +157,12 @@ def pretrain_encoder(
     one record: view A of the batch window, view B of its drawn partner
     (``augment.pair(x1, x2)``). The partners are drawn from the epoch's
     generator, so resume stays exact.
+
+    ``dist`` trains this rank's share of each global batch (module
+    docstring); ``on_checkpoint`` / ``on_epoch`` run on every rank (the
+    caller decides which rank writes). ``precision`` (``fp32`` | ``bf16``)
+    and ``compile``: module docstring; a compile that fails raises
+    :class:`CompileFailed`.
     """
     if x.dim() < 2:
         raise ValueError(f"pretrain_encoder: x must be (N, ...) with N windows, got shape {tuple(x.shape)}")
@@ -144,8 +173,14 @@ def pretrain_encoder(
         )
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"pretrain_encoder: start_epoch must be in [0, epochs={epochs}], got {start_epoch}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"pretrain_encoder: precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if dist is not None:
+        dist.local_batch(batch_size)  # refuses a global batch that does not split over the ranks
     dev = torch.device(device)
     model.to(dev)
+    if compile:
+        model.encoder.compile()
     model.train()
     if augment is not None and isinstance(augment, nn.Module):
         augment.to(dev)
@@ -175,8 +210,11 @@ def pretrain_encoder(
             perm = torch.randperm(n, generator=gen)
             loss_sum = torch.zeros((), device=dev)
             cur_lr = cur_tau = float("nan")
-            with torch.random.fork_rng(devices=_fork_devices(dev)):
+            with torch.random.fork_rng(devices=_fork_devices(dev)), synced_batch_norm(model, dist):
                 torch.manual_seed(_epoch_rng_seed(seed, epoch))
+                own = contextlib.nullcontext
+                if dist is not None:  # the rank's own draws (dropout); views come from the shared stream
+                    own = RankStream(_epoch_rng_seed(seed * 7919 + dist.rank + 1, epoch), _fork_devices(dev)).active
                 for i in range(steps_per_epoch):
                     step = epoch * steps_per_epoch + i
                     cur_lr = lr_at(step, total_steps, lr, warmup_steps)
@@ -190,9 +228,14 @@ def pretrain_encoder(
                         a, b = augment.pair(xb, xp)  # type: ignore[union-attr]
                     else:
                         a, b = (xb, xb) if augment is None else augment(xb)
-                    loss = model(a, b)
+                    if dist is not None:  # views drawn for the global batch; this rank trains on its slice
+                        a, b = dist.shard(a), dist.shard(b)
+                    with own():
+                        loss = _forward(model, a, b, dev, precision, compile and step == start_epoch * steps_per_epoch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if dist is not None:
+                        dist.all_reduce_grads(model.online_parameters())
                     optimizer.step()
                     model.update_target(cur_tau)
                     loss_sum += loss.detach()
@@ -200,6 +243,8 @@ def pretrain_encoder(
                         bar.update(1)
                         if i % 10 == 0 or i == steps_per_epoch - 1:
                             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            if dist is not None:  # each rank's loss is the mean over its slice: the global batch's is their mean
+                loss_sum = dist.mean(loss_sum)
             mean_loss = float(loss_sum.item()) / steps_per_epoch
             if not math.isfinite(mean_loss):
                 raise DivergedError(
@@ -223,3 +268,15 @@ def pretrain_encoder(
         if bar is not None:
             bar.close()
     return history
+
+
+def _forward(model: nn.Module, a: Tensor, b: Tensor, dev: torch.device, precision: str, first_compiled: bool) -> Tensor:
+    """The loss under the chosen autocast; a compiled encoder's first call is where compilation fails."""
+    dtype = PRECISIONS[precision]
+    with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        if not first_compiled:
+            return model(a, b)
+        try:
+            return model(a, b)
+        except Exception as exc:  # inductor/dynamo raise many types; the user's fix is the same
+            raise CompileFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc

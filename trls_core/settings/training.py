@@ -132,6 +132,12 @@ class PretrainParams(Strict):
     subset_fraction: float = Field(gt=0, le=1)
     device: str
     threads: int | None = Field(gt=0)  # None: torch's default
+    # the forward's autocast dtype: bf16 halves activation memory traffic on a GPU (weights, gradients and
+    # the optimizer stay fp32); hashed into the fingerprint only when not fp32
+    precision: Literal["fp32", "bf16"]
+    # torch.compile of the encoder (in place: state-dict keys unchanged); an execution detail like device,
+    # not hashed
+    compile: bool
 
     @field_validator("seeds")
     @classmethod

@@ -20,6 +20,13 @@ added to ``encoder.json`` (logged), and checked from then on.
 
 :func:`pretrain_all` (``trls pretrain``) holds the workspace lock
 (:mod:`trls_core.locks`) while it writes ``models/``.
+
+Under ``torchrun --nproc-per-node N`` (:mod:`trls_core.distributed`) every
+rank trains its share of each global batch; the ranks first compare a hash of
+their resolved settings (a mismatch names the ranks and nothing starts), then
+agree on what to reuse or resume from (all read the same checkpoint); rank 0
+holds the lock and writes every file while the others wait at a barrier. The
+fingerprint does not include the number of ranks: the run is the same run.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from trls_core.checkpoint import (
 )
 from trls_core.config import Params
 from trls_core.data.tensors import load_meta, load_split
+from trls_core.distributed import DistContext
 from trls_core.errors import ConfigError, DataError
 from trls_core.io import atomic_path, sha256_file, write_json
 from trls_core.jsonfile import read_json_object
@@ -73,13 +81,17 @@ def fingerprint(params: Params, seed: int, data_meta: dict[str, Any]) -> str:
     pre = (
         {"method": method, "dataset": params.pretrain.dataset}
         if method == "none"
-        else params.pretrain.model_dump(exclude={"seeds", "device", "threads", "max_train_length", "positives"})
+        else params.pretrain.model_dump(
+            exclude={"seeds", "device", "threads", "max_train_length", "positives", "precision", "compile"}
+        )
     )
     if method == "ts2vec" and params.pretrain.max_train_length is not None:
         # only the method that reads it, and only when set: stored runs of every method stay current
         pre["max_train_length"] = params.pretrain.max_train_length
     if params.pretrain.positives != "views":  # only when set, for the same reason
         pre["positives"] = params.pretrain.positives
+    if method != "none" and params.pretrain.precision != "fp32":  # bf16 changes the weights; compile does not
+        pre["precision"] = params.pretrain.precision
     blob = {
         "encoder": {"name": params.model.encoder, "kwargs": params.model.encoder_kwargs()},
         "heads": params.model.heads.model_dump() if method in ("byol", "simclr", "ts_tcc") else None,
@@ -119,6 +131,7 @@ def pretrain_seed(
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     force: bool = False,
+    dist: DistContext | None = None,
 ) -> Path:
     """Pretrain (or resume, or skip if done) one seed; returns the model folder.
 
@@ -128,9 +141,12 @@ def pretrain_seed(
     ``pretrain.method: none`` trains nothing: the seeded random init is
     saved as the "pretrained" encoder, so the supervised-from-scratch
     baseline goes through the same evaluation steps.
+
+    ``dist``: this process is one torchrun rank (module docstring); only
+    rank 0 writes and calls ``on_epoch``.
     """
     from trls_core.ssl.factory import build_ssl, build_views
-    from trls_core.train import DivergedError, pretrain_encoder
+    from trls_core.train import CompileFailed, DivergedError, pretrain_encoder
 
     pp = params.pretrain
     sdir = spectrogram_dir(root, pp.dataset)
@@ -156,18 +172,25 @@ def pretrain_seed(
     fp = fingerprint(params, seed, meta)
     ckpt_path = out / "checkpoint.safetensors"
     info_path = out / "encoder.json"
+    main = dist is None or dist.is_main
+    done_already = False
     if not force and info_path.is_file() and (out / "encoder.safetensors").is_file():
         try:
             done = read_json_object(info_path, "retraining")
         except DataError as exc:  # cut short by a crash: it is rewritten below
             logger.warning("seed %d: %s", seed, exc)
             done = {}
-        if done.get("fingerprint") == fp and _weights_match(out, done, seed):
-            logger.info("seed %d: already pretrained with these parameters (%s), skipping", seed, out)
-            return out
+        done_already = done.get("fingerprint") == fp and _weights_match(out, done, seed, write=main)
+    if dist is not None:
+        dist.agree(done_already, f"whether seed {seed} is already pretrained in {out}")
+    if done_already:
+        logger.info("seed %d: already pretrained with these parameters (%s), skipping", seed, out)
+        return out
     if pp.threads:
         torch.set_num_threads(pp.threads)
     device = resolve_device(pp.device)
+    if dist is not None and device == "cuda":
+        device = f"cuda:{dist.local_rank}"
 
     torch.manual_seed(seed)
     in_channels = int(x.shape[1])
@@ -193,8 +216,12 @@ def pretrain_seed(
             logger.info("seed %d: resuming from checkpoint at epoch %d/%d", seed, start_epoch, pp.epochs)
         elif cmeta:
             logger.info("seed %d: checkpoint has other parameters; starting afresh", seed)
+    if dist is not None:  # every rank resumes from the same epoch of the same checkpoint, or none does
+        dist.agree(start_epoch, f"the epoch to resume seed {seed} from ({ckpt_path})")
 
     def _on_epoch(rec: dict[str, Any]) -> None:  # after the checkpoint (pretrain_encoder); rec is in history
+        if not main:
+            return
         logger.info(
             "seed %d epoch %d/%d loss %.4f lr %.2e tau %.4f (%.1fs)",
             seed,
@@ -209,11 +236,14 @@ def pretrain_seed(
             on_epoch({**rec, "seed": seed})
 
     def _on_checkpoint(epochs_done: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {"model": m.state_dict(), "optimizer": optimizer_state_to_tensors(opt.state_dict())},
-            {"fingerprint": fp, "epochs_done": epochs_done, "epochs": pp.epochs, "seed": seed, "history": history},
-        )
+        if main:
+            save_checkpoint(
+                ckpt_path,
+                {"model": m.state_dict(), "optimizer": optimizer_state_to_tensors(opt.state_dict())},
+                {"fingerprint": fp, "epochs_done": epochs_done, "epochs": pp.epochs, "seed": seed, "history": history},
+            )
+        if dist is not None:
+            dist.barrier()
 
     if model is not None and start_epoch < pp.epochs:
         try:
@@ -233,22 +263,54 @@ def pretrain_seed(
                 optimizer_state=opt_state,
                 on_epoch=_on_epoch,
                 on_checkpoint=_on_checkpoint,
-                progress=progress,
+                progress=progress and main,
                 pairs=pairs,
                 curve=history,
+                dist=dist,
+                precision=pp.precision,
+                compile=pp.compile,
             )
+        except CompileFailed as exc:
+            raise ConfigError(
+                f"pretrain.compile: torch.compile of the {params.model.encoder} encoder failed on this machine "
+                f"({exc}); set pretrain.compile: false"
+            ) from None
         except DivergedError as exc:  # the last good epoch is in the checkpoint; a lower lr retrains afresh
             raise ConfigError(
                 f"{out}: pretraining diverged ({exc}); lower pretrain.lr or raise pretrain.warmup_epochs, "
                 "and check the input windows for outliers"
             ) from None
+    if not main:
+        dist.barrier()  # type: ignore[union-attr]  # rank 0 writes the encoder files
+        return out
     trained = model.encoder if model is not None else encoder
+    _write_encoder(out, trained, params, meta, fp, seed, device, x, history, resumed_from)
+    if dist is not None:
+        dist.barrier()
+    return out
+
+
+def _write_encoder(
+    out: Path,
+    trained: nn.Module,
+    params: Params,
+    meta: dict[str, Any],
+    fp: str,
+    seed: int,
+    device: str,
+    x: torch.Tensor,
+    history: list[dict[str, Any]],
+    resumed_from: int | None,
+) -> None:
+    """``encoder.safetensors``, then ``encoder.json`` with its digest, then the loss curve plot."""
+    pp = params.pretrain
+    in_channels = int(x.shape[1])
     enc_state = {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}
     with atomic_path(out / "encoder.safetensors") as tmp:
         save_file(enc_state, str(tmp))
         weights_sha = sha256_file(tmp)
     write_json(  # after the weights, atomically: a crash between the two leaves a stale digest, never a match
-        info_path,
+        out / "encoder.json",
         {
             "fingerprint": fp,
             "seed": seed,
@@ -272,22 +334,21 @@ def pretrain_seed(
             plot_loss_curve(history, out / "loss_curve.png")
     except Exception as exc:  # a plot must never lose a trained model
         logger.warning("loss curve not plotted: %s", exc)
-    return out
 
 
-def _weights_match(out: Path, done: dict[str, Any], seed: int) -> bool:
+def _weights_match(out: Path, done: dict[str, Any], seed: int, write: bool = True) -> bool:
     """Whether ``out``'s weights are the ones its ``encoder.json`` (``done``) was written for.
 
     A mismatch is logged (the seed is rebuilt). An ``encoder.json`` without
     the digest (saved before it was recorded) is accepted once: the digest is
-    added to it, logged, and checked from then on.
+    added to it (by the writing rank: ``write``), logged, and checked from then on.
     """
     try:
         sha = verified_weights_sha256(out, done)
     except DataError as exc:
         logger.warning("seed %d: %s; rebuilding it", seed, exc)
         return False
-    if WEIGHTS_SHA_KEY not in done:
+    if WEIGHTS_SHA_KEY not in done and write:
         write_json(out / "encoder.json", {**done, WEIGHTS_SHA_KEY: sha})
         logger.info(
             "seed %d: recorded %s %s in %s (accepted once, checked from now on)",
@@ -300,6 +361,16 @@ def _weights_match(out: Path, done: dict[str, Any], seed: int) -> bool:
 
 
 def pretrain_all(root: Path, params: Params, progress: bool = True) -> list[Path]:
-    """Pretrain every seed in ``pretrain.seeds``, holding the workspace lock (``trls pretrain``)."""
-    with workspace_lock(root, "trls pretrain"):
-        return [pretrain_seed(root, params, s, progress=progress) for s in params.pretrain.seeds]
+    """Pretrain every seed in ``pretrain.seeds``, holding the workspace lock (``trls pretrain``).
+
+    Under torchrun: joins the process group, refuses to start when the ranks'
+    resolved settings differ, and rank 0 holds the lock for all of them.
+    """
+    from trls_core import distributed
+
+    with distributed.session(resolve_device(params.pretrain.device)) as dist:
+        if dist is not None:
+            dist.agree(distributed.settings_digest(params.model_dump()), "the resolved settings (params hash)")
+        what = "trls pretrain" if dist is None else f"trls pretrain (torchrun, {dist.world_size} ranks)"
+        with distributed.held_by_main(dist, lambda: workspace_lock(root, what)):
+            return [pretrain_seed(root, params, s, progress=progress, dist=dist) for s in params.pretrain.seeds]
