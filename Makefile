@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # the official download); TRLS_DATA_MIRROR=/path (empty: download) overrides it for one run.
 MIRROR := $(if $(TRLS_DATA_MIRROR),$(TRLS_DATA_MIRROR),$(abspath $(CURDIR)/../shared/data))
 
-.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer faults floors compare study clean-venv
+.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer faults floors compare study mutation clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -124,6 +124,13 @@ bench-transfer: setup ## the CinC encoders probed on UCR ECG200
 # 8 concurrent promotions x 20 -> bench/results/faults.json (<= 20 min on 2 cores; tmpfs needs root)
 faults: setup ## the fault suite: fuzzing + injected faults and reruns -> bench/results/faults.json (~15 min)
 	$(BIN)/python bench/faults/run.py
+
+# Mutation testing of the method's core (BYOL loss/EMA, tau and lr schedules, STFT + normaliser,
+# windows/splits/label fractions, metrics, record pooling, the promotion rule): bench/mutation.py puts
+# one AST mutant at a time into a temp copy and runs the unit tests mapped to its module
+# -> bench/results/mutation.json (score, survivors and why each is accepted; docs/reliability.md)
+mutation: setup ## mutation testing of the method's core -> bench/results/mutation.json (~10 min, 2 cores)
+	nice -n 15 $(BIN)/python bench/mutation.py
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

@@ -30,8 +30,8 @@ How it works:
   they pass.
 
 Survivors are listed in the result with the reason each is accepted, from
-``bench/mutation_accepted.json`` (key ``module::function::mutation``); one
-without a reason says so.
+``bench/mutation_accepted.json`` (key ``module::function::source
+line::mutation``); one without a reason says so.
 
     .venv/bin/python bench/mutation.py            # all targets -> bench/results/mutation.json
     .venv/bin/python bench/mutation.py --only trls_core/metrics.py --list   # the mutants, not run
@@ -133,6 +133,7 @@ class Mutant:
     module: str
     function: str
     line: int
+    code: str  # the source line, stripped: with the mutation, what a reviewed survivor is known by
     mutation: str
     path: Path_
     make: Callable[[ast.AST], ast.AST] = field(repr=False)
@@ -252,6 +253,7 @@ def _functions(tree: ast.Module) -> list[tuple[str, ast.AST, Path_]]:
 
 def list_mutants(target: Target, source: str) -> list[Mutant]:
     tree = ast.parse(source)
+    lines = source.splitlines()
     found = {name for name, _, _ in _functions(tree)}
     missing = set(target.functions or ()) - found
     if missing:
@@ -270,7 +272,8 @@ def list_mutants(target: Target, source: str) -> list[Mutant]:
         for step, function, node in sites:
             for mutation, make in _variants(node):
                 line = getattr(node, "lineno", 0)
-                mutants.append(Mutant(target.module, function, line, mutation, step, make))
+                code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+                mutants.append(Mutant(target.module, function, line, code, mutation, step, make))
     return mutants
 
 
@@ -443,7 +446,7 @@ def run_target(workdir: Path, target: Target, original: str, mutants: list[Mutan
         status, _ = run_tests(workdir, target.tests, timeout, runner)
         out.append({"pass": "survived", "fail": "killed", "timeout": "timeout"}[status])
         if status == "pass":
-            print(f"{tag}   SURVIVED line {m.line} {m.function}: {m.mutation}", flush=True)
+            print(f"{tag}   SURVIVED line {m.line} {m.function}: {m.mutation}  [{m.code}]", flush=True)
     write_module(path, original)
     return out
 
@@ -486,7 +489,8 @@ def load_accepted() -> dict[str, str]:
 
 
 def survivor_key(m: Mutant) -> str:
-    return f"{m.module}::{m.function}::{m.mutation}"
+    """``module::function::source line::mutation`` (no line number: other edits move lines)."""
+    return f"{m.module}::{m.function}::{m.code}::{m.mutation}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -553,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                     "module": m.module,
                     "function": m.function,
                     "line": m.line,
+                    "code": m.code,
                     "mutation": m.mutation,
                     "why": accepted.get(survivor_key(m), "not reviewed"),
                 }

@@ -201,6 +201,10 @@ def test_shape_at_the_boundaries():
     assert spectrogram_shape(20, 16, 4, center=True) == (9, 6)  # 8 samples padded on each side
     with pytest.raises(ValueError, match="shorter"):
         spectrogram_shape(15, 16, 4, center=False)
+    with pytest.raises(ValueError, match="hop must be"):  # checked, not a ZeroDivisionError
+        spectrogram_shape(100, 16, 0)
+    with pytest.raises(ValueError, match="fmax_bin"):
+        spectrogram_shape(100, 16, 4, fmax_bin=10)
 
 
 def test_silence_is_log_eps_and_chunk_sizes():
@@ -241,3 +245,21 @@ def test_per_window_has_unit_std_per_window():
     spec = _two_amplitude_spec()
     w = apply_normaliser(spec, "per_window")
     torch.testing.assert_close(w.std(dim=(2, 3), correction=0), torch.ones(40, 2), atol=1e-4, rtol=0)
+
+
+def test_normaliser_checks_the_spectrogram_shape_and_type():
+    for bad in (torch.randn(3, 5, 6), np.zeros((3, 1, 5, 6))):
+        with pytest.raises(ValueError, match=r"fit_normaliser: spec must be a tensor of shape \(N, C, F, T\)"):
+            fit_normaliser(bad, "train_per_freq")
+        with pytest.raises(ValueError, match=r"apply_normaliser: spec must be a tensor of shape \(N, C, F, T\)"):
+            apply_normaliser(bad, "per_window")
+    with pytest.raises(ValueError, match="unknown mode"):
+        apply_normaliser(torch.randn(3, 1, 5, 6), "per_freq")
+
+
+def test_transform_on_another_batch_shape():
+    raw = torch.randn(3, 1, 100)  # 3 rows, 17 bins, 26 frames: no size coincides
+    tr = SpectrogramTransform(32, 4, norm_mode="per_window")
+    torch.testing.assert_close(tr(raw), apply_normaliser(stft_logmag(raw, 32, 4), "per_window"), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected \(B, C, L\)"):
+        tr(raw[0])
