@@ -171,6 +171,7 @@ def postgres() -> Iterator[Postgres]:
     """initdb into a fresh folder, ``postgres`` on a free 127.0.0.1 port (socket dir in that folder), stopped after."""
     initdb, server = _pg_tool("initdb"), _pg_tool("postgres")
     user = _pg_user()
+    _remove_stale_pg_folders()
     base = Path(tempfile.mkdtemp(prefix="trls-pg-"))
     proc: Process | None = None
     try:
@@ -205,6 +206,27 @@ def postgres() -> Iterator[Postgres]:
         if proc is not None:
             proc.stop(signal.SIGINT)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _remove_stale_pg_folders(min_age_s: float = 3600.0) -> None:
+    """Data folders of a test session that was killed (its server died with it; its ``finally`` never ran).
+
+    Only folders older than ``min_age_s`` whose postmaster (``postmaster.pid``) is not running: a
+    concurrent session's folder is younger or has a live server.
+    """
+    for folder in Path(tempfile.gettempdir()).glob("trls-pg-*"):
+        try:
+            if time.time() - folder.stat().st_mtime < min_age_s:
+                continue
+            pidfile = folder / "data" / "postmaster.pid"
+            if pidfile.is_file():
+                os.kill(int(pidfile.read_text().split()[0]), 0)
+                continue  # alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, IndexError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_for_postgres(pg: Postgres, proc: Process, timeout_s: float = 60.0) -> None:
