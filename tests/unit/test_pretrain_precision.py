@@ -97,3 +97,21 @@ def test_torchrun_env_and_global_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="pretrain.batch_size 127 .* multiple of 2"):
         ctx.local_batch(127)
     assert settings_digest({"a": 1, "b": [2]}) == settings_digest({"b": [2], "a": 1})
+
+
+def test_gpu_check_without_a_gpu_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU machine: bench/gpu_check.sh would run for minutes")
+    out = tmp_path / "gpu_check.json"
+    res = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")],
+        env={"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and "no GPU on this machine" in res.stdout
+    assert not out.exists()
