@@ -40,7 +40,12 @@ import pytest
 
 from tests.conftest import TELEMETRY_OFF
 
-PG_BIN_DIRS = (os.environ.get("TRLS_PG_BIN", ""), "/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/bin")
+# TRLS_PG_BIN, then Debian's postgresql-NN packages (newest first), then PATH
+PG_BIN_DIRS = (
+    os.environ.get("TRLS_PG_BIN", ""),
+    "/usr/local/bin",
+    *sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True),
+)
 BUCKET = "trls-shared"
 AWS_DUMMY = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 START_TIMEOUT_S = 240.0  # mlflow server's first start migrates a fresh database: ~30 s here, more under load
