@@ -88,6 +88,11 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target("trls_core/data/windows.py", ("tests/unit/test_windows.py",)),
+    Target(
+        "trls_core/protocol.py",
+        ("tests/unit/test_protocol_plan.py",),
+        functions=("Unit.name", "Unit.slug", "plan_units", "aggregate_units", "_aggregate"),
+    ),
     Target("trls_core/metrics.py", ("tests/unit/test_metrics.py",)),
     Target("trls_core/pooling.py", ("tests/unit/test_pooling.py",)),
     Target(
