@@ -26,15 +26,19 @@ Tasks pass unit tuples, paths and run ids; each task loads the data it needs
 result whose fingerprint is current, so a failed flow run picks up where it
 stopped.
 
-Task runner: :class:`flows.runners.InlineTaskRunner` (Prefect's public
-``TaskRunner`` interface), each submitted unit runs at once in the flow's own
-thread, one after another. On the 2-core CPU
-machines torch's intra-op threads already use both cores; measured, the
-same units ran 31 % slower in a thread-pool worker thread than in the
-thread that pretrained (bench/results/orchestration.json); and units in
-threads of one process would share torch's global RNG (fine-tuning seeds
-it). For real parallelism use a process-based runner (e.g. prefect-dask)
-via ``evaluate_flow.with_options(task_runner=...)``.
+Task runner, ``evaluate.runner``: ``inline`` (default),
+:class:`flows.runners.InlineTaskRunner` (Prefect's public ``TaskRunner``
+interface), each submitted unit runs at once in the flow's own thread, one
+after another. On the 2-core CPU machines torch's intra-op threads already
+use both cores; measured, the same units ran 31 % slower in a thread-pool
+worker thread than in the thread that pretrained
+(bench/results/orchestration.json); and units in threads of one process
+would share torch's global RNG (fine-tuning seeds it). ``dask``: the units
+are submitted to prefect-dask's ``DaskTaskRunner``, worker processes of a
+LocalCluster the flow starts or of the scheduler at ``evaluate.dask.address``
+(:mod:`flows.dask_runner`); the report still runs in the flow's process. The
+runner is chosen per run from the settings, so the pipeline and compare
+flows that call this flow follow it too.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed, wait
 
 from flows import (
     experiment_name,
@@ -245,6 +249,41 @@ def report_task(
     return str(rdir)
 
 
+def check_unit_runner(ev: Any) -> None:
+    """Fail now if the units cannot run where ``ev.runner`` says: a Dask scheduler address that does not answer.
+
+    Bounded by ``evaluate.dask.connect_timeout_s``; raises
+    :class:`flows.dask_runner.SchedulerUnreachable` (a ``ConfigError``: exit 2)
+    naming the address. Nothing to check inline or for a LocalCluster.
+    """
+    if ev.runner == "dask" and ev.dask.address:
+        from flows.dask_runner import check_scheduler
+
+        check_scheduler(ev.dask.address, ev.dask.connect_timeout_s)
+
+
+def _units_on_dask(
+    ev: Any, each: list[dict[str, Any]], force: bool, progress: Progress, part: str, logger: Any
+) -> list[Any]:
+    """Every unit submitted to Dask workers (:mod:`flows.dask_runner`); returns their finished futures.
+
+    The progress advances here, in the flow's thread, as each unit finishes
+    (a Dask done-callback runs in a thread without the flow's Prefect
+    settings). The cluster (a LocalCluster the flow started) is closed when
+    this returns or raises.
+    """
+    from flows.dask_runner import flush_workers, units_on_dask
+
+    with units_on_dask(ev.dask) as runner:
+        futures = [runner.submit(evaluate_unit_task, {**kwargs, "force": force}) for kwargs in each]
+        logger.info("%d units submitted to Dask (%s)", len(futures), runner.client.scheduler.address)
+        for fut in as_completed(futures):
+            fut.wait()
+            progress.advance(part, failed=not fut.state.is_completed())
+        flush_workers(runner.client)  # the units' last task-run states, before the workers go
+    return futures
+
+
 class UnitsFailed(RuntimeError):
     """One or more evaluation units failed; the message names them and their causes."""
 
@@ -279,6 +318,7 @@ def evaluate_flow(
     root_p, params_p = resolve_paths(root, params_path)
     params = _load(str(params_p), profile, task, sets)  # fail fast on bad params
     ev = params.evaluate
+    check_unit_runner(ev)  # and on a Dask scheduler that does not answer
     units = units_for(params)
     logger.info(
         "evaluating %s on %s (task %s, seeds %s, fractions %s, profile %s): %d units",
@@ -315,13 +355,18 @@ def evaluate_flow(
         }
         part = f"evaluate {ev.task}"
         progress = Progress.find(progress_id) or Progress({part: len(units)}, title="evaluation units done")
-        futures = []
-        for u in units:  # one task run per unit; the progress advances as each finishes
-            fut = evaluate_unit_task.submit(
-                **common, unit_name=u.name, unit=tuple(u), track=track, parent_run_id=run.run_id, force=force
-            )
-            fut.add_done_callback(progress.future_done(part))
-            futures.append(fut)
+        each = [
+            {**common, "unit_name": u.name, "unit": tuple(u), "track": track, "parent_run_id": run.run_id}
+            for u in units
+        ]
+        if ev.runner == "dask":
+            futures = _units_on_dask(ev, each, force, progress, part, logger)
+        else:
+            futures = []
+            for kwargs in each:  # one task run per unit, run at once; the progress advances as each finishes
+                fut = evaluate_unit_task.submit(**kwargs, force=force)
+                fut.add_done_callback(progress.future_done(part))
+                futures.append(fut)
         wait(futures)
         failed = [(u, f.state) for u, f in zip(units, futures) if not f.state.is_completed()]
         if failed:

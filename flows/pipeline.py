@@ -53,7 +53,7 @@ from flows import (
     yield_cpu_to_training,
 )
 from flows.artifacts import Progress, artifact_key, promotion_artifact
-from flows.evaluate import evaluate_flow
+from flows.evaluate import check_unit_runner, evaluate_flow
 from flows.pretrain import pretrain_flow
 from trls_core.errors import DataError
 from trls_core.locks import workspace_lock
@@ -226,8 +226,8 @@ def pipeline_params(
     named), the dataset has a section (else the known ones are named), DVC
     builds it (``datasets:`` in params.yaml) unless ``built_by_dvc`` is off,
     the params train and evaluate on it (else the profiles that do are
-    named), and no ``--set`` touches the data settings, which DVC reads from
-    params.yaml.
+    named), no ``--set`` touches the data settings (DVC reads params.yaml) and
+    a Dask scheduler at ``evaluate.dask.address`` answers (else it is named).
     """
     from trls_core.config import load_params, parse_overrides, read_raw_params, resolve_params
     from trls_core.errors import ConfigError
@@ -258,6 +258,7 @@ def pipeline_params(
             f"dataset {ds!r}: profile {params.profile!r} trains on pretrain.dataset={params.pretrain.dataset!r}, "
             f"evaluate.dataset={params.evaluate.dataset!r}; {hint}"
         )
+    check_unit_runner(params.evaluate)  # before hours of pretraining, not at the evaluation
     return params, ds
 
 

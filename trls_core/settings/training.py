@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from trls_core.settings.base import Strict
+from trls_core.settings.fanout import DaskParams
 
 __all__ = [
     "CNNParams",
@@ -193,6 +194,10 @@ class EvaluateParams(Strict):
     # label fractions are fractions of records; C and the epoch are chosen on validation records). Needs
     # record ids in the spectrogram meta and no window budget (label_pool / val_windows).
     level: Literal["window", "record"]
+    # where the Prefect flows run the units: `inline` (one after another in the flow's thread,
+    # flows/runners.py) or `dask` (worker processes, flows/dask_runner.py); not hashed into fingerprints
+    runner: Literal["inline", "dask"]
+    dask: DaskParams
 
     @model_validator(mode="after")
     def _record_level_whole_splits(self) -> EvaluateParams:
