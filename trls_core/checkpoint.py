@@ -25,6 +25,7 @@ from torch import Tensor
 
 from trls_core.errors import DataError
 from trls_core.io import atomic_path
+from trls_core.litter import remove_litter
 
 __all__ = [
     "save_checkpoint",
@@ -62,6 +63,7 @@ def save_checkpoint(path: str | os.PathLike[str], tensors: dict[str, dict[str, T
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint {path}: meta is not JSON-serialisable: {e}") from e
     metadata = {_META_KEY: meta_json, _GROUPS_KEY: json.dumps(list(tensors))}
+    remove_litter(path.parent, path.name)  # a killed run's half-written checkpoint (logged), never a live writer's
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
 

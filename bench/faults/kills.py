@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -137,6 +138,7 @@ class Trigger:
     delay: float | None = None
     glob: str | None = None
     path: str | None = None
+    sql: tuple[str, str] | None = None  # (sqlite file in the root, a query returning one count)
     count: int = 1
     after: float = 0.0
 
@@ -157,10 +159,30 @@ class Trigger:
                     state["last"] = key
                     state["writes"] = state.get("writes", 0) + 1
             hit = state.get("writes", 0) >= self.count
+        elif self.sql is not None:
+            hit = _count(root / self.sql[0], self.sql[1]) >= self.count
         if hit:
             state["at"] = now + self.after
             return self.after <= 0
         return False
+
+
+def _count(db: Path, query: str) -> int:
+    """``query``'s count on the sqlite file ``db``, read-only and without waiting (0 while it is missing or busy)."""
+    if not db.is_file():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0)
+        try:
+            return int(con.execute(query).fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def on_sql(db: str, query: str, what: str) -> Trigger:
+    return Trigger(what, sql=(db, query))
 
 
 def delay(seconds: float) -> Trigger:
@@ -531,6 +553,8 @@ def kill_plan(suite: Suite) -> list[tuple[str, str, Trigger]]:
         ]
     if "register" in t:
         plan += [("register", "evaluated", delay(f * t["register"])) for f in (0.5, 0.7, 0.85)]
+        made = on_sql("mlflow.db", "SELECT count(*) FROM model_versions", "the version created, not yet promoted")
+        plan.append(("register", "evaluated", made))
     return plan
 
 

@@ -104,3 +104,19 @@ def test_other_os_errors_of_a_stage_are_not_called_disk_full(tmp_path: Path) -> 
 
     with pytest.raises(PermissionError):
         run_stage("parquet", broken, ["epilepsy", "--params", str(kills.ROOT / "params.yaml"), "--root", str(tmp_path)])
+
+
+def test_a_killed_run_s_half_written_checkpoint_is_removed_by_the_next_save(tmp_path: Path) -> None:
+    """What the fault suite found: kill -9 during a checkpoint write left ``.checkpoint.safetensors.<pid>.*.tmp``."""
+    import subprocess
+
+    import torch
+
+    from trls_core.checkpoint import load_checkpoint, save_checkpoint
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half = tmp_path / f".checkpoint.safetensors.{int(dead.stdout)}.abcd1234.tmp"
+    half.write_bytes(b"half written")
+    save_checkpoint(tmp_path / "checkpoint.safetensors", {"model": {"w": torch.ones(2)}}, {"epochs_done": 1})
+    assert not half.exists() and kills.litter(tmp_path) == []
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors")[1]["epochs_done"] == 1
