@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # the official download); TRLS_DATA_MIRROR=/path (empty: download) overrides it for one run.
 MIRROR := $(if $(TRLS_DATA_MIRROR),$(TRLS_DATA_MIRROR),$(abspath $(CURDIR)/../shared/data))
 
-.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer faults floors compare study mutation clean-venv
+.PHONY: help setup run pipeline run-bare ui serve test test-fast lint format bench bench-orchestration bench-cinc2017 bench-cinc-record bench-transfer faults floors compare study mutation bench-scale-out prefect-server prefect-deploy prefect-worker clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -70,8 +70,9 @@ format: setup ## apply ruff's fixes and formatter
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-fast: setup ## the tests not marked slow
-	$(BIN)/python -m pytest -q -m "not slow"
+# scale tests start services past one process (Dask cluster, Prefect server + worker, ...); all are also slow
+test-fast: setup ## the tests not marked slow or scale
+	$(BIN)/python -m pytest -q -m "not slow and not scale"
 
 bench: setup ## spectrogram, encoder and TS2Vec-crop micro-benchmarks
 	$(BIN)/python bench/bench_spectrogram.py
@@ -131,6 +132,26 @@ faults: setup ## the fault suite: fuzzing + injected faults and reruns -> bench/
 # -> bench/results/mutation.json (score, survivors and why each is accepted; docs/reliability.md)
 mutation: setup ## mutation testing of the method's core -> bench/results/mutation.json (~10 min, 2 cores)
 	nice -n 15 $(BIN)/python bench/mutation.py
+
+# Evaluation units on 1 vs 2 Dask worker processes (evaluate.runner: dask), the same units each run
+# -> bench/results/scale_out.json key "dask" (~10 min on 2 cores; needs the built data and encoder: make run)
+bench-scale-out: setup ## evaluation units on 1 vs 2 Dask workers -> bench/results/scale_out.json (dask)
+	$(BIN)/python bench/bench_scale_out.py
+
+# Prefect beyond the ephemeral API (prefect.yaml; docs/usage.md "A Prefect server and a worker"): a server,
+# the pipeline deployment on a process work pool, a worker. Each in its own shell; PREFECT_PORT= for another port.
+PREFECT_PORT ?= 4200
+PREFECT_URL = $${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api}
+prefect-server: setup ## a Prefect server (API + UI) on http://127.0.0.1:4200, state in .prefect/ (keeps running)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+prefect-deploy: setup ## the process work pool trls-process + the pipeline deployment of prefect.yaml on that server
+	PREFECT_API_URL=$(PREFECT_URL) $(BIN)/prefect work-pool inspect trls-process >/dev/null 2>&1 || \
+	  PREFECT_API_URL=$(PREFECT_URL) $(BIN)/prefect work-pool create trls-process --type process
+	PREFECT_API_URL=$(PREFECT_URL) $(BIN)/prefect --no-prompt deploy --name trls-pipeline
+
+prefect-worker: setup ## a worker of the trls-process pool: runs the deployment's flow runs here (keeps running)
+	PREFECT_API_URL=$(PREFECT_URL) $(BIN)/prefect worker start --pool trls-process
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)
