@@ -40,8 +40,8 @@ class InlineTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     future that swallowed them let a stopped comparison run on through every
     remaining unit).
 
-    For real parallelism give the flow a process-based runner instead
-    (e.g. prefect-dask), ``flow.with_options(task_runner=...)``.
+    For real parallelism the evaluation units can run on Dask worker
+    processes instead (``evaluate.runner: dask``, :mod:`flows.dask_runner`).
     """
 
     def duplicate(self) -> InlineTaskRunner:
