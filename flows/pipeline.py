@@ -193,10 +193,9 @@ def register_task(
         windows=parquet_file(Path(root), dataset),
         evaluated_sha256=evaluated,
     )
-    if reg.skipped:
-        promoted, reason = False, reg.reason
-    else:
-        promoted, reason = promote_if_better(model_name, reg.version, score, digest, root=Path(root))
+    # a skipped (same-weights) version is decided too: a run killed before its promotion left it undecided
+    promoted, reason = promote_if_better(model_name, reg.version, score, digest, root=Path(root))
+    reason = f"{reg.reason}; {reason}" if reg.skipped else reason
     run.set_tags({"promoted": str(promoted), "promotion_reason": reason})
     logger.info("%s v%s (linear-probe macro-F1 %.4f): %s", model_name, reg.version, score, reason)
     outcome = {
