@@ -69,10 +69,9 @@ def register(root: Path, params_path: Path) -> dict:
         windows=parquet_file(root, ds),
         evaluated_sha256=evaluated,
     )
-    if reg.skipped:
-        promoted, reason = False, reg.reason
-    else:
-        promoted, reason = promote_if_better(name, reg.version, score, split_digest(spec, task), root=root)
+    # as register_task since 5e30e9f: a skipped (same-weights) version is decided too
+    promoted, reason = promote_if_better(name, reg.version, score, split_digest(spec, task), root=root)
+    reason = f"{reg.reason}; {reason}" if reg.skipped else reason
     return {"version": reg.version, "skipped": reg.skipped, "promoted": bool(promoted), "reason": reason}
 
 
